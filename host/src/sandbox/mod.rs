@@ -1,0 +1,397 @@
+//! The sandbox: loads scenario components into wasmtime with no ambient
+//! authority and calls their exports under CPU, memory and stream bounds.
+//!
+//! One [`Engine`] and [`Linker`] per [`Sandbox`]; an `InstancePre` per
+//! component (memoised, and compiled code cached on disk); a fresh [`Store`]
+//! for every export call sequence.
+
+mod cache;
+mod error;
+pub mod imports;
+mod recorder;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, WasmBacktrace, WasmBacktraceDetails};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use cache::{digest, ComponentCache};
+pub use error::{Bound, SandboxError};
+pub use imports::ImportVerdict;
+pub use recorder::BoundError;
+
+use crate::contract::{Scenario, ScenarioPre};
+use crate::op_model::{OpStream, ScenarioInfo};
+use crate::results::{Results, Verdict};
+use recorder::{Phase, Recorder};
+
+/// Bounds on what a scenario may consume. Every export call gets the full CPU budget.
+#[derive(Clone, Debug)]
+pub struct SandboxLimits {
+    /// Fuel per export call (about one unit per wasm instruction).
+    pub fuel: u64,
+    /// Linear memory per instance, bytes.
+    pub memory_bytes: usize,
+    /// Wasm stack, bytes.
+    pub stack_bytes: usize,
+    /// Ops per stream.
+    pub max_ops: usize,
+    /// Bytes of string/list arguments per import call.
+    pub max_arg_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            fuel: 2_000_000_000,
+            memory_bytes: 256 << 20,
+            stack_bytes: 512 << 10,
+            max_ops: 100_000,
+            max_arg_bytes: 64 << 10,
+        }
+    }
+}
+
+/// How a [`Sandbox`] is set up.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub limits: SandboxLimits,
+    /// Link WASI (without authority) for components whose std needs it.
+    pub wasi: bool,
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_root: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { limits: SandboxLimits::default(), wasi: true, cache_root: ComponentCache::default_root() }
+    }
+}
+
+/// Per-store state: the recorder behind the `ops` imports, and WASI without authority.
+pub struct HostState {
+    recorder: Recorder,
+    memory_limit: usize,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A memory request over the bound: traps the guest with this error.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory would grow to {desired} bytes; the bound is {limit} bytes (raise it with --memory)")]
+pub struct MemoryBoundError {
+    pub desired: usize,
+    pub limit: usize,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(MemoryBoundError { desired, limit: self.memory_limit }.into());
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// Time stands still inside a scenario: it gets no clock authority.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A component ready to instantiate.
+pub struct LoadedScenario {
+    /// The file (or label) it came from, for messages.
+    pub label: String,
+    pub digest: [u8; 32],
+    /// Whether compiled code came from the disk cache.
+    pub from_cache: bool,
+    pub imports: Vec<ImportVerdict>,
+    pre: ScenarioPre<HostState>,
+}
+
+/// The result of planning a scenario: what it says it is and what it emits.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub info: ScenarioInfo,
+    pub stream: OpStream,
+}
+
+/// A configured wasmtime engine and linker for scenario components.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ComponentCache>,
+    config: SandboxConfig,
+    memo: Mutex<HashMap<[u8; 32], Arc<LoadedScenario>>>,
+}
+
+const LAYER_COMPONENT: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+        let mut c = Config::new();
+        c.wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+            .max_wasm_stack(config.limits.stack_bytes);
+        let engine = Engine::new(&c).map_err(setup)?;
+        let mut linker = Linker::new(&engine);
+        Scenario::add_to_linker::<HostState, HasSelf<Recorder>>(&mut linker, |s| &mut s.recorder).map_err(setup)?;
+        if config.wasi {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        }
+        let cache = config.cache_root.as_deref().map(|root| ComponentCache::new(root, &engine));
+        Ok(Self { engine, linker, cache, config, memo: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Loads a component file (binary, or WAT text for `.wat`).
+    pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedScenario>, SandboxError> {
+        let bytes = std::fs::read(path).map_err(|source| SandboxError::Read { path: path.to_owned(), source })?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Compiles (or fetches from cache) and checks a component; refuses
+    /// forbidden imports before anything is instantiated.
+    pub fn load_bytes(&self, label: &str, bytes: &[u8]) -> Result<Arc<LoadedScenario>, SandboxError> {
+        let key = digest(bytes);
+        if let Some(hit) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let (component, from_cache) = self.compile(label, &key, bytes)?;
+        let verdicts = imports::check(&self.engine, &component, self.config.wasi);
+        let refused: Vec<ImportVerdict> = verdicts.iter().filter(|v| !v.allowed).cloned().collect();
+        if !refused.is_empty() {
+            return Err(SandboxError::ForbiddenImports { label: label.to_owned(), refused });
+        }
+        let not_scenario =
+            |e: wasmtime::Error| SandboxError::NotAScenario { label: label.to_owned(), message: format!("{e:#}") };
+        let pre = self.linker.instantiate_pre(&component).map_err(not_scenario)?;
+        let pre = ScenarioPre::new(pre).map_err(not_scenario)?;
+        let loaded =
+            Arc::new(LoadedScenario { label: label.to_owned(), digest: key, from_cache, imports: verdicts, pre });
+        if let Ok(mut m) = self.memo.lock() {
+            m.insert(key, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// The component's import list, judged, whether or not it may run.
+    pub fn judge_imports(&self, label: &str, bytes: &[u8]) -> Result<Vec<ImportVerdict>, SandboxError> {
+        let (component, _) = self.compile(label, &digest(bytes), bytes)?;
+        Ok(imports::check(&self.engine, &component, self.config.wasi))
+    }
+
+    fn compile(&self, label: &str, key: &[u8; 32], bytes: &[u8]) -> Result<(Component, bool), SandboxError> {
+        let is_text = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count() < bytes.len()
+            && bytes.first().is_some_and(|b| *b == b'(' || b.is_ascii_whitespace() || *b == b';');
+        if !is_text {
+            if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+                return Err(SandboxError::NotWasm { label: label.to_owned() });
+            }
+            if bytes[4..8] != LAYER_COMPONENT {
+                return Err(SandboxError::CoreModule { label: label.to_owned() });
+            }
+        }
+        if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&self.engine, key)) {
+            return Ok((c, true));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            let message = format!("{e:#}");
+            if message.contains("core module") || message.contains("expected component") {
+                SandboxError::CoreModule { label: label.to_owned() }
+            } else {
+                SandboxError::Compile { label: label.to_owned(), message }
+            }
+        })?;
+        if let Some(cache) = &self.cache {
+            cache.put(key, &component);
+        }
+        Ok((component, false))
+    }
+
+    fn store(&self) -> Store<HostState> {
+        let stdout = MemoryOutputPipe::new(64 << 10);
+        let stderr = MemoryOutputPipe::new(64 << 10);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .insecure_random_seed(0)
+            .allow_blocking_current_thread(false)
+            .build();
+        let state = HostState {
+            recorder: Recorder::new(self.config.limits.clone()),
+            memory_limit: self.config.limits.memory_bytes,
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        store
+    }
+
+    fn instantiate(&self, sc: &LoadedScenario, store: &mut Store<HostState>) -> Result<Scenario, SandboxError> {
+        store.set_fuel(self.config.limits.fuel).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
+        sc.pre.instantiate(&mut *store).map_err(|e| classify(&sc.label, "instantiate", e))
+    }
+
+    /// Calls `describe`.
+    pub fn describe(&self, sc: &LoadedScenario) -> Result<ScenarioInfo, SandboxError> {
+        let mut store = self.store();
+        let inst = self.instantiate(sc, &mut store)?;
+        let r = inst.call_describe(&mut store).map_err(|e| classify(&sc.label, "describe", e));
+        flush_output(&sc.label, &store);
+        Ok(r?.into())
+    }
+
+    /// Calls `describe` then `run` in one instance and returns the validated stream.
+    pub fn plan(&self, sc: &LoadedScenario) -> Result<Plan, SandboxError> {
+        let mut store = self.store();
+        let inst = self.instantiate(sc, &mut store)?;
+        let result = self.plan_in(sc, &mut store, &inst);
+        flush_output(&sc.label, &store);
+        result
+    }
+
+    fn plan_in(
+        &self,
+        sc: &LoadedScenario,
+        store: &mut Store<HostState>,
+        inst: &Scenario,
+    ) -> Result<Plan, SandboxError> {
+        let info: ScenarioInfo =
+            inst.call_describe(&mut *store).map_err(|e| classify(&sc.label, "describe", e))?.into();
+        let name = info.name.clone();
+        store.data_mut().recorder.start(&info).map_err(Box::new)?;
+        store.set_fuel(self.config.limits.fuel).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
+        let ran = inst.call_run(&mut *store).map_err(|e| classify(&name, "run", e))?;
+        let rec = &mut store.data_mut().recorder;
+        if let Err(message) = ran {
+            let rejection = rec.rejections.first().cloned().map(Box::new);
+            return Err(SandboxError::RunFailed { scenario: name, message, rejection });
+        }
+        if let Some(first) = rec.rejections.first() {
+            // The scenario ignored an op-error: the stream is not what it meant.
+            return Err(Box::new(first.clone()).into());
+        }
+        let stream = rec.finish(info.clone()).map_err(Box::new)?;
+        Ok(Plan { info, stream })
+    }
+
+    /// Calls `check` with `results` in a fresh instance.
+    pub fn check(&self, sc: &LoadedScenario, scenario: &str, results: Results) -> Result<Verdict, SandboxError> {
+        let mut store = self.store();
+        let inst = self.instantiate(sc, &mut store)?;
+        store.data_mut().recorder.phase = Phase::Check;
+        let r = inst.call_check(&mut store, &results.into()).map_err(|e| classify(scenario, "check", e));
+        flush_output(&sc.label, &store);
+        Ok(r?.into())
+    }
+}
+
+/// Logs what the guest wrote to stdout/stderr, under the scenario's name.
+fn flush_output(label: &str, store: &Store<HostState>) {
+    for (stream, pipe) in [("stdout", &store.data().stdout), ("stderr", &store.data().stderr)] {
+        let bytes = pipe.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            tracing::info!(target: "schedbox::guest", scenario = label, stream, "{line}");
+        }
+    }
+}
+
+/// Turns a wasmtime error from an export call into a sandbox error that names
+/// the bound or trap and carries the guest backtrace.
+fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> SandboxError {
+    let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| format!("\nguest backtrace:\n{bt}")).unwrap_or_default();
+    let scenario = scenario.to_owned();
+    let bound = |bound: Bound, message: String| SandboxError::Bound {
+        scenario: scenario.clone(),
+        export,
+        bound,
+        message: format!("{message}{backtrace}"),
+    };
+    if let Some(m) = e.downcast_ref::<MemoryBoundError>() {
+        return bound(Bound::Memory, m.to_string());
+    }
+    if let Some(b) = e.downcast_ref::<BoundError>() {
+        let kind = match b {
+            BoundError::TooManyOps { .. } => Bound::OpStream,
+            BoundError::TooLarge { .. } | BoundError::WrongPhase { .. } => Bound::ArgumentSize,
+        };
+        if let BoundError::WrongPhase { .. } = b {
+            return SandboxError::Trap { scenario, export, message: format!("{b}{backtrace}") };
+        }
+        return bound(kind, b.to_string());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => bound(
+            Bound::Cpu,
+            "the CPU budget (fuel) ran out; raise it with --fuel if the scenario is legitimately heavy".into(),
+        ),
+        Some(Trap::StackOverflow) => bound(Bound::Stack, "the wasm stack overflowed (unbounded recursion?)".into()),
+        Some(t) => SandboxError::Trap { scenario, export, message: format!("{t}{backtrace}") },
+        None => SandboxError::Trap { scenario, export, message: format!("{e:#}{backtrace}") },
+    }
+}
+
+impl Sandbox {
+    /// Names of the component's exports.
+    pub fn export_names(&self, label: &str, bytes: &[u8]) -> Result<Vec<String>, SandboxError> {
+        let (component, _) = self.compile(label, &digest(bytes), bytes)?;
+        Ok(component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect())
+    }
+}

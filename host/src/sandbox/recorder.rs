@@ -1,0 +1,370 @@
+//! The `ops` imports: each call is converted to the op model, checked where it
+//! is made, and appended to the stream being recorded.
+
+use crate::contract::schedbox::scenario::{ops, types as wit};
+use crate::op_model::*;
+use crate::validate::{ValidationError, Validator};
+
+use super::SandboxLimits;
+
+/// Why recording stopped for good: a sandbox bound was hit. Traps the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundError {
+    #[error(
+        "the op stream exceeded {limit} ops (op {count} rejected); raise the bound with --max-ops or emit fewer ops"
+    )]
+    TooManyOps { limit: usize, count: usize },
+    #[error(
+        "{op}: an argument of {len} bytes exceeds the {limit}-byte bound on strings and lists; pass shorter values"
+    )]
+    TooLarge { op: &'static str, len: usize, limit: usize },
+    #[error("{op} called from `{phase}`: ops may only be emitted from `run`")]
+    WrongPhase { op: &'static str, phase: &'static str },
+}
+
+/// The export being called, which decides whether ops may be emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Describe,
+    Run,
+    Check,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Describe => "describe",
+            Phase::Run => "run",
+            Phase::Check => "check",
+        }
+    }
+}
+
+/// Records the stream of one `run` call.
+pub struct Recorder {
+    limits: SandboxLimits,
+    pub(super) phase: Phase,
+    validator: Option<Validator>,
+    backdrop: Backdrop,
+    steps: Vec<Step>,
+    open: Option<Step>,
+    count: usize,
+    /// Every call-site rejection, in order; the first explains a failed `run`.
+    pub(super) rejections: Vec<ValidationError>,
+}
+
+impl Recorder {
+    pub fn new(limits: SandboxLimits) -> Self {
+        Self {
+            limits,
+            phase: Phase::Describe,
+            validator: None,
+            backdrop: Backdrop::default(),
+            steps: Vec::new(),
+            open: None,
+            count: 0,
+            rejections: Vec::new(),
+        }
+    }
+
+    /// Starts recording a `run` of the scenario `info` describes.
+    pub fn start(&mut self, info: &ScenarioInfo) -> Result<(), ValidationError> {
+        self.validator = Some(Validator::new(info)?);
+        self.phase = Phase::Run;
+        Ok(())
+    }
+
+    /// Ends recording: checks the stream's end and hands it over.
+    pub fn finish(&mut self, info: ScenarioInfo) -> Result<OpStream, ValidationError> {
+        self.phase = Phase::Check;
+        if let Some(v) = self.validator.take() {
+            v.finish()?;
+        }
+        Ok(OpStream {
+            contract: CONTRACT_VERSION.to_owned(),
+            scenario: info,
+            backdrop: std::mem::take(&mut self.backdrop),
+            steps: std::mem::take(&mut self.steps),
+        })
+    }
+
+    fn gate(&mut self, op: &'static str, size: usize) -> wasmtime::Result<()> {
+        if self.phase != Phase::Run {
+            return Err(BoundError::WrongPhase { op, phase: self.phase.name() }.into());
+        }
+        if size > self.limits.max_arg_bytes {
+            return Err(BoundError::TooLarge { op, len: size, limit: self.limits.max_arg_bytes }.into());
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, e: ValidationError) -> wit::OpError {
+        let out = wit::OpError { message: e.message.clone(), fix: e.fix.clone() };
+        self.rejections.push(e);
+        out
+    }
+
+    /// The validator of the `run` being recorded; set by `start`.
+    fn validator(&mut self) -> wasmtime::Result<&mut Validator> {
+        self.validator
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("internal error: op recorded before the scenario was described"))
+    }
+
+    fn push(&mut self, op: Op, size: usize) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let name = op.kind().wit_name();
+        self.gate(name, size)?;
+        if self.count >= self.limits.max_ops {
+            return Err(BoundError::TooManyOps { limit: self.limits.max_ops, count: self.count + 1 }.into());
+        }
+        if let Err(e) = self.validator()?.op(&op) {
+            return Ok(Err(self.reject(e)));
+        }
+        self.count += 1;
+        match self.open.as_mut() {
+            Some(step) => step.ops.push(op),
+            None => self.backdrop.ops.push(op),
+        }
+        Ok(Ok(()))
+    }
+}
+
+// Byte sizes of arguments, for the string/list bound.
+fn s(v: &str) -> usize {
+    v.len()
+}
+fn ss(v: &[String]) -> usize {
+    v.iter().map(|x| x.len() + 1).sum()
+}
+fn def_size(d: &wit::CgroupDef) -> usize {
+    let mut n = d.name.len();
+    n += d.cpuset.as_ref().map_or(0, cpuset_size);
+    n += d.cpuset_mems.as_ref().map_or(0, |m| m.len() * 4);
+    n += d.workers.iter().map(work_size).sum::<usize>();
+    n += d.payload.as_ref().map_or(0, |p| p.name.len() + ss(&p.args));
+    n
+}
+fn cpuset_size(c: &wit::CpusetSpec) -> usize {
+    match c {
+        wit::CpusetSpec::Exact(v) => v.len() * 4,
+        _ => 16,
+    }
+}
+fn work_size(w: &wit::WorkSpec) -> usize {
+    let phases = match &w.work {
+        wit::WorkType::Sequence(p) => p.len() * 9,
+        _ => 16,
+    };
+    let aff = match &w.affinity {
+        wit::AffinityIntent::Exact(v) => v.len() * 4,
+        _ => 0,
+    };
+    phases + aff + w.comm.as_ref().map_or(0, |c| c.len())
+}
+fn writes_size(w: &[wit::KernelWrite]) -> usize {
+    w.iter()
+        .map(|w| {
+            let t = match &w.target {
+                wit::KernelTarget::Symbol(s) => s.len(),
+                wit::KernelTarget::PerCpuField(f) => f.symbol.len() + f.field.len(),
+                wit::KernelTarget::TaskField(f) => f.field.len() + 12,
+                _ => 8,
+            };
+            let v = match &w.value {
+                wit::KernelValue::Bytes(b) => b.len(),
+                _ => 8,
+            };
+            t + v
+        })
+        .sum()
+}
+fn target_size(t: &wit::KernelTarget) -> usize {
+    writes_size(&[wit::KernelWrite { target: t.clone(), value: wit::KernelValue::U32(0) }])
+}
+
+impl wit::Host for Recorder {}
+
+impl ops::Host for Recorder {
+    fn open_backdrop(&mut self, cgroups: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.gate("open-backdrop", cgroups.iter().map(def_size).sum())?;
+        let defs: Vec<CgroupDef> = cgroups.into_iter().map(Into::into).collect();
+        if let Err(e) = self.validator()?.open_backdrop(&defs) {
+            return Ok(Err(self.reject(e)));
+        }
+        self.backdrop.cgroups = defs;
+        Ok(Ok(()))
+    }
+
+    fn close_backdrop(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.gate("close-backdrop", 0)?;
+        Ok(self.validator()?.close_backdrop().map_err(|e| self.reject(e)))
+    }
+
+    fn open_step(&mut self, setup: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.gate("open-step", setup.iter().map(def_size).sum())?;
+        let defs: Vec<CgroupDef> = setup.into_iter().map(Into::into).collect();
+        if let Err(e) = self.validator()?.open_step(&defs) {
+            return Ok(Err(self.reject(e)));
+        }
+        self.open = Some(Step::with_defs(defs, Vec::new(), HoldSpec::FULL));
+        Ok(Ok(()))
+    }
+
+    fn close_step(&mut self, hold: wit::HoldSpec) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.gate("close-step", 0)?;
+        let hold: HoldSpec = hold.into();
+        if let Err(e) = self.validator()?.close_step(&hold) {
+            return Ok(Err(self.reject(e)));
+        }
+        if let Some(mut step) = self.open.take() {
+            step.hold = hold;
+            self.steps.push(step);
+        }
+        Ok(Ok(()))
+    }
+
+    fn add_cgroup(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name);
+        self.push(Op::add_cgroup(name), n)
+    }
+    fn add_cgroup_def(&mut self, def: wit::CgroupDef) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = def_size(&def);
+        self.push(Op::add_cgroup_def(def.into()), n)
+    }
+    fn remove_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup);
+        self.push(Op::remove_cgroup(cgroup), n)
+    }
+    fn set_cpuset(&mut self, cgroup: String, cpus: wit::CpusetSpec) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup) + cpuset_size(&cpus);
+        self.push(Op::set_cpuset(cgroup, cpus.into()), n)
+    }
+    fn clear_cpuset(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup);
+        self.push(Op::clear_cpuset(cgroup), n)
+    }
+    fn swap_cpusets(&mut self, a: String, b: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&a) + s(&b);
+        self.push(Op::swap_cpusets(a, b), n)
+    }
+    fn freeze_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup);
+        self.push(Op::freeze_cgroup(cgroup), n)
+    }
+    fn unfreeze_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup);
+        self.push(Op::unfreeze_cgroup(cgroup), n)
+    }
+    fn capture_cgroup_procs(&mut self, tag: String, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&tag) + s(&cgroup);
+        self.push(Op::capture_cgroup_procs(tag, cgroup), n)
+    }
+    fn spawn(
+        &mut self,
+        placement: wit::SpawnPlacement,
+        work: wit::WorkSpec,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = work_size(&work)
+            + match &placement {
+                wit::SpawnPlacement::Cgroup(c) => c.len(),
+                wit::SpawnPlacement::RunnerCgroup => 0,
+            };
+        self.push(Op::spawn(placement.into(), work.into()), n)
+    }
+    fn stop_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup);
+        self.push(Op::stop_cgroup(cgroup), n)
+    }
+    fn set_affinity(
+        &mut self,
+        cgroup: String,
+        affinity: wit::AffinityIntent,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&cgroup)
+            + match &affinity {
+                wit::AffinityIntent::Exact(v) => v.len() * 4,
+                _ => 0,
+            };
+        self.push(Op::set_affinity(cgroup, affinity.into()), n)
+    }
+    fn move_all_tasks(&mut self, from: String, to: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&from) + s(&to);
+        self.push(Op::move_all_tasks(from, to), n)
+    }
+    fn run_payload(
+        &mut self,
+        name: String,
+        args: Vec<String>,
+        cgroup: Option<String>,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name) + ss(&args) + cgroup.as_deref().map_or(0, s);
+        self.push(Op::run_payload(name, args, cgroup), n)
+    }
+    fn wait_payload(&mut self, name: String, cgroup: Option<String>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name) + cgroup.as_deref().map_or(0, s);
+        self.push(Op::wait_payload(name, cgroup), n)
+    }
+    fn kill_payload(&mut self, name: String, cgroup: Option<String>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name) + cgroup.as_deref().map_or(0, s);
+        self.push(Op::kill_payload(name, cgroup), n)
+    }
+    fn capture_snapshot(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name);
+        self.push(Op::capture_snapshot(name), n)
+    }
+    fn watch_snapshot(&mut self, symbol: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&symbol);
+        self.push(Op::watch_snapshot(symbol), n)
+    }
+    fn write_kernel_hot(&mut self, writes: Vec<wit::KernelWrite>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = writes_size(&writes);
+        self.push(Op::write_kernel_hot(writes.into_iter().map(Into::into).collect()), n)
+    }
+    fn write_kernel_cold(&mut self, writes: Vec<wit::KernelWrite>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = writes_size(&writes);
+        self.push(Op::write_kernel_cold(writes.into_iter().map(Into::into).collect()), n)
+    }
+    fn read_kernel_hot(
+        &mut self,
+        tag: String,
+        target: wit::KernelTarget,
+        width: wit::KernelValueWidth,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&tag) + target_size(&target);
+        self.push(Op::read_kernel_hot(tag, target.into(), width.into()), n)
+    }
+    fn read_kernel_cold(
+        &mut self,
+        tag: String,
+        target: wit::KernelTarget,
+        width: wit::KernelValueWidth,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&tag) + target_size(&target);
+        self.push(Op::read_kernel_cold(tag, target.into(), width.into()), n)
+    }
+    fn attach_scheduler(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name);
+        self.push(Op::attach_scheduler(name), n)
+    }
+    fn detach_scheduler(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.push(Op::detach_scheduler(), 0)
+    }
+    fn restart_scheduler(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
+        self.push(Op::restart_scheduler(), 0)
+    }
+    fn replace_scheduler(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name);
+        self.push(Op::replace_scheduler(name), n)
+    }
+    fn pin_bpf_map(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = s(&name);
+        self.push(Op::pin_bpf_map(name), n)
+    }
+    fn steer_irq(&mut self, irq: wit::IrqSelector, cpu: u32) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = match &irq {
+            wit::IrqSelector::ByLabel(l) => l.len(),
+            wit::IrqSelector::ByNumber(_) => 0,
+        };
+        self.push(Op::steer_irq(irq.into(), cpu), n)
+    }
+}

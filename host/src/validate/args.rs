@@ -1,0 +1,337 @@
+//! Checks that need nothing but the op itself (and the declared topology).
+
+use super::Problem;
+use crate::op_model::*;
+
+/// Longest name or tag accepted (bytes).
+pub const MAX_NAME_LEN: usize = 255;
+
+pub(super) fn name(what: &str, value: &str) -> Result<(), Problem> {
+    if value.is_empty() {
+        return Err(Problem::new(format!("{what} is empty"), format!("give the {what} a non-empty name")));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(Problem::new(
+            format!("{what} is {} bytes long (limit {MAX_NAME_LEN})", value.len()),
+            "use a shorter name",
+        ));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Problem::new(
+            format!("{what} {value:?} contains whitespace or control characters"),
+            "use letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// A cgroup name: one path component below the scenario's managed parent.
+pub(super) fn cgroup_name(value: &str) -> Result<(), Problem> {
+    name("cgroup name", value)?;
+    if value.contains('/') || value == "." || value == ".." {
+        return Err(Problem::new(
+            format!("cgroup name {value:?} is not a single path component"),
+            "cgroups are created flat under the scenario's parent; drop the '/'",
+        ));
+    }
+    if value.starts_with("cgroup.") {
+        return Err(Problem::new(
+            format!("cgroup name {value:?} collides with the kernel's cgroup.* interface files"),
+            "pick a name that does not start with \"cgroup.\"",
+        ));
+    }
+    Ok(())
+}
+
+fn frac_in(what: &str, v: f64, lo_open: bool, lo: f64, hi: f64) -> Result<(), Problem> {
+    let ok = v.is_finite() && if lo_open { v > lo } else { v >= lo } && v <= hi;
+    if ok {
+        Ok(())
+    } else {
+        let open = if lo_open { "(" } else { "[" };
+        Err(Problem::new(
+            format!("{what} {v} is outside {open}{lo}, {hi}]"),
+            format!("use a finite {what} in {open}{lo}, {hi}]"),
+        ))
+    }
+}
+
+pub(super) fn cpuset(spec: &CpusetSpec, topo: Option<&Topology>) -> Result<(), Problem> {
+    match spec {
+        CpusetSpec::Llc(i) => {
+            if let Some(t) = topo.filter(|t| u64::from(*i) >= t.llcs()) {
+                return Err(Problem::new(
+                    format!("llc index {i} does not exist: the scenario declares {} LLCs", t.llcs()),
+                    format!("use an LLC index in 0..{} or declare more LLCs in describe", t.llcs()),
+                ));
+            }
+        }
+        CpusetSpec::Numa(i) => {
+            if let Some(t) = topo.filter(|t| *i >= t.numa_nodes) {
+                return Err(Problem::new(
+                    format!("numa node {i} does not exist: the scenario declares {} nodes", t.numa_nodes),
+                    format!("use a node index in 0..{} or declare more nodes in describe", t.numa_nodes),
+                ));
+            }
+        }
+        CpusetSpec::Range { start, end } => {
+            frac_in("range start", *start, false, 0.0, 1.0)?;
+            frac_in("range end", *end, true, 0.0, 1.0)?;
+            if start >= end {
+                return Err(Problem::new(
+                    format!("range start {start} is not below end {end}"),
+                    "use start < end, e.g. range(0.0, 0.5)",
+                ));
+            }
+        }
+        CpusetSpec::Disjoint { index, of } => partition("disjoint", *index, *of)?,
+        CpusetSpec::Overlap { index, of, frac } => {
+            partition("overlap", *index, *of)?;
+            frac_in("overlap frac", *frac, false, 0.0, 1.0)?;
+        }
+        CpusetSpec::Exact(cpus) => cpu_list("exact cpuset", cpus, topo)?,
+    }
+    Ok(())
+}
+
+fn partition(kind: &str, index: u32, of: u32) -> Result<(), Problem> {
+    if of == 0 {
+        return Err(Problem::new(format!("{kind} of=0 makes no sets"), "use of >= 1"));
+    }
+    if index >= of {
+        return Err(Problem::new(
+            format!("{kind} index {index} is not below of={of}"),
+            format!("use an index in 0..{of}"),
+        ));
+    }
+    Ok(())
+}
+
+fn cpu_list(what: &str, cpus: &[u32], topo: Option<&Topology>) -> Result<(), Problem> {
+    if cpus.is_empty() {
+        return Err(Problem::new(format!("{what} is empty"), "list at least one CPU"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for &c in cpus {
+        if !seen.insert(c) {
+            return Err(Problem::new(format!("{what} lists CPU {c} twice"), "list each CPU once"));
+        }
+        if let Some(t) = topo.filter(|t| u64::from(c) >= t.vcpus()) {
+            return Err(Problem::new(
+                format!("{what} names CPU {c}, but the scenario declares {} vCPUs", t.vcpus()),
+                format!("use CPU ids in 0..{} or declare a larger topology in describe", t.vcpus()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Problem> {
+    match w.workers {
+        WorkerCount::Count(0) => {
+            return Err(Problem::new("worker count is 0", "spawn at least one worker"));
+        }
+        WorkerCount::Count(n) if n > 4096 => {
+            return Err(Problem::new(format!("worker count {n} exceeds 4096"), "spawn at most 4096 workers"));
+        }
+        WorkerCount::Pct(p) => frac_in("workers_pct", p, true, 0.0, 100.0)?,
+        WorkerCount::Count(_) => {}
+    }
+    if !(-20..=19).contains(&w.nice) {
+        return Err(Problem::new(format!("nice {} is outside -20..=19", w.nice), "use a nice value in -20..=19"));
+    }
+    if let SchedPolicy::Fifo(p) | SchedPolicy::Rr(p) = w.policy {
+        if !(1..=99).contains(&p) {
+            return Err(Problem::new(format!("real-time priority {p} is outside 1..=99"), "use a priority in 1..=99"));
+        }
+    }
+    if let Some(comm) = &w.comm {
+        name("comm", comm)?;
+        if comm.len() > 15 {
+            return Err(Problem::new(
+                format!("comm {comm:?} is {} bytes; the kernel keeps 15", comm.len()),
+                "use a comm of at most 15 bytes",
+            ));
+        }
+    }
+    match &w.affinity {
+        AffinityIntent::RandomSubset(0) => {
+            return Err(Problem::new("random-subset of 0 CPUs", "ask for at least one CPU"));
+        }
+        AffinityIntent::Exact(cpus) => cpu_list("exact affinity", cpus, topo)?,
+        _ => {}
+    }
+    let zero = |what: &str| Err(Problem::new(format!("{what} is 0"), format!("use a {what} of at least 1")));
+    match &w.work {
+        WorkType::Bursty { burst_ms: 0, .. } => return zero("bursty burst"),
+        WorkType::FutexFanOut { fan_out: 0, .. } => return zero("futex fan-out"),
+        WorkType::CachePressure { size_kib: 0, .. } => return zero("cache-pressure size"),
+        WorkType::CachePressure { stride: 0, .. } => return zero("cache-pressure stride"),
+        WorkType::WakeChain { depth: 0 } => return zero("wake-chain depth"),
+        WorkType::PipeIo { burst_iters: 0 } => return zero("pipe-io burst"),
+        WorkType::Sequence(phases) if phases.is_empty() => {
+            return Err(Problem::new("sequence has no phases", "give the sequence at least one phase"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(super) fn cgroup_def(def: &CgroupDef, topo: Option<&Topology>) -> Result<(), Problem> {
+    cgroup_name(&def.name)?;
+    let ctx = |p: Problem| p.context(format!("cgroup {:?}", def.name));
+    if let Some(spec) = &def.cpuset {
+        cpuset(spec, topo).map_err(ctx)?;
+    }
+    if let Some(mems) = &def.cpuset_mems {
+        if mems.is_empty() {
+            return Err(ctx(Problem::new("cpuset-mems is empty", "list at least one NUMA node or leave it unset")));
+        }
+        if let Some((t, m)) = topo.and_then(|t| mems.iter().find(|&&m| m >= t.numa_nodes).map(|m| (t, m))) {
+            return Err(ctx(Problem::new(
+                format!("cpuset-mems names node {m}, but the scenario declares {} nodes", t.numa_nodes),
+                format!("use node ids in 0..{}", t.numa_nodes),
+            )));
+        }
+    }
+    for (what, v) in [("cpu-weight", def.cpu_weight), ("io-weight", def.io_weight)] {
+        if let Some(v) = v.filter(|v| !(1..=10000).contains(v)) {
+            return Err(ctx(Problem::new(
+                format!("{what} {v} is outside 1..=10000"),
+                format!("use a {what} in 1..=10000"),
+            )));
+        }
+    }
+    if let Some(m) = &def.cpu_max {
+        if m.quota_us == 0 || !(1000..=1_000_000).contains(&m.period_us) {
+            return Err(ctx(Problem::new(
+                format!("cpu-max {}/{} is invalid", m.quota_us, m.period_us),
+                "use quota >= 1 us and a period in 1000..=1000000 us",
+            )));
+        }
+    }
+    if def.memory_max == Some(0) || def.pids_max == Some(0) {
+        return Err(ctx(Problem::new(
+            "memory-max or pids-max is 0: nothing could run",
+            "leave the limit unset or give it a positive value",
+        )));
+    }
+    for w in &def.workers {
+        work_spec(w, topo).map_err(ctx)?;
+    }
+    if let Some(p) = &def.payload {
+        name("payload name", &p.name).map_err(ctx)?;
+    }
+    Ok(())
+}
+
+pub(super) fn hold(h: &HoldSpec) -> Result<(), Problem> {
+    match h {
+        HoldSpec::Frac(f) => frac_in("hold frac", *f, true, 0.0, 1.0),
+        HoldSpec::LoopMs(0) => Err(Problem::new("loop interval is 0 ms", "use an interval of at least 1 ms")),
+        _ => Ok(()),
+    }
+}
+
+fn kernel_target(t: &KernelTarget) -> Result<(), Problem> {
+    match t {
+        KernelTarget::Symbol(s) => name("kernel symbol", s),
+        KernelTarget::Direct(0) | KernelTarget::Kva(0) => {
+            Err(Problem::new("kernel address 0x0 is the null page", "pass a kernel virtual address"))
+        }
+        KernelTarget::Direct(a) | KernelTarget::Kva(a) if *a < 0xffff_8000_0000_0000 => Err(Problem::new(
+            format!("address {a:#x} is not a kernel (upper-half) virtual address"),
+            "pass a KVA of the form 0xffff...",
+        )),
+        KernelTarget::PerCpuField { symbol, field, .. } => {
+            if !PER_CPU_SYMBOLS.contains(&symbol.as_str()) {
+                return Err(Problem::new(
+                    format!("per-cpu symbol {symbol:?} is not supported"),
+                    format!("use one of {}", PER_CPU_SYMBOLS.join(", ")),
+                ));
+            }
+            field_path(field)
+        }
+        KernelTarget::TaskField { pid, field, .. } => {
+            if *pid == 0 {
+                return Err(Problem::new("task-field pid 0 is the idle task", "pass a worker's pid"));
+            }
+            field_path(field)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn field_path(field: &str) -> Result<(), Problem> {
+    let ok = !field.is_empty()
+        && field.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            format!("field path {field:?} is not a dot-separated list of C identifiers"),
+            "write the member path like `scx.dsq_vtime`",
+        ))
+    }
+}
+
+/// Hot accesses race a running kernel: a misaligned one could tear.
+fn hot_alignment(t: &KernelTarget, width: usize, op: &str) -> Result<(), Problem> {
+    let align = match width {
+        4 => 4,
+        8 => 8,
+        _ => return Ok(()),
+    };
+    match t.raw_address() {
+        Some(a) if a % align != 0 => Err(Problem::new(
+            format!("{op} of {width} bytes at {a:#x} is not {align}-byte aligned and could tear"),
+            format!("align the address to {align} bytes, or use the cold variant (written under the freeze)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn kernel_writes(writes: &[KernelWrite], hot: bool) -> Result<(), Problem> {
+    let op = if hot { "write-kernel-hot" } else { "write-kernel-cold" };
+    if writes.is_empty() {
+        return Err(Problem::new(format!("{op} has no writes"), "pass at least one (target, value) pair"));
+    }
+    for (i, w) in writes.iter().enumerate() {
+        let ctx = |p: Problem| p.context(format!("write {i}"));
+        kernel_target(&w.target).map_err(ctx)?;
+        match &w.value {
+            KernelValue::OrU32(_) if hot => {
+                return Err(ctx(Problem::new(
+                    "or-u32 is a read-modify-write and is only atomic under the freeze",
+                    "use write-kernel-cold for or-u32",
+                )));
+            }
+            KernelValue::Bytes(b) if b.is_empty() || b.len() > MAX_KERNEL_BYTES => {
+                return Err(ctx(Problem::new(
+                    format!("bytes value of {} bytes is outside 1..={MAX_KERNEL_BYTES}", b.len()),
+                    format!("write 1..={MAX_KERNEL_BYTES} bytes per pair"),
+                )));
+            }
+            _ => {}
+        }
+        if hot {
+            hot_alignment(&w.target, w.value.width(), op).map_err(ctx)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn kernel_read(tag: &str, t: &KernelTarget, width: &KernelValueWidth, hot: bool) -> Result<(), Problem> {
+    name("read tag", tag)?;
+    kernel_target(t)?;
+    if width.is_empty() || width.len() > MAX_KERNEL_BYTES {
+        return Err(Problem::new(
+            format!("read width of {} bytes is outside 1..={MAX_KERNEL_BYTES}", width.len()),
+            format!("read 1..={MAX_KERNEL_BYTES} bytes"),
+        ));
+    }
+    if hot {
+        hot_alignment(t, width.len(), "read-kernel-hot")?;
+    }
+    Ok(())
+}

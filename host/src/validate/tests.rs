@@ -1,0 +1,360 @@
+//! One test per validation rule: each asserts where the error points (section,
+//! op index, op kind) and that it says what to do.
+
+use super::*;
+use crate::op_model::*;
+
+fn info() -> ScenarioInfo {
+    ScenarioInfo {
+        name: "t".into(),
+        summary: "test".into(),
+        topology: Topology { numa_nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1 },
+        kernel_features: vec![],
+        payloads: vec!["stress".into()],
+        schedulers: vec!["fixture".into()],
+        duration_ms: 1000,
+    }
+}
+
+fn stream(backdrop: Backdrop, steps: Vec<Step>) -> OpStream {
+    OpStream { contract: CONTRACT_VERSION.into(), scenario: info(), backdrop, steps }
+}
+
+/// Validates one step holding `ops` (after a setup cgroup "a"), expecting a
+/// rejection of op `index`; returns the error's text.
+fn reject_at(ops: Vec<Op>, index: usize, kind: OpKind, needle: &str) -> String {
+    let s = stream(Backdrop::new(), vec![Step::with_defs(vec![CgroupDef::named("a")], ops, HoldSpec::FULL)]);
+    let e = validate_stream(&s).expect_err("must be rejected");
+    assert_eq!(e.section, Some(Section::Step(0)), "{e}");
+    assert_eq!(e.op_index, Some(index), "{e}");
+    assert_eq!(e.op, Some(kind), "{e}");
+    let text = e.to_string();
+    assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+    assert!(text.contains(&format!("step 0, op {index} ({})", kind.wit_name())), "{text}");
+    assert!(text.contains("fix: ") && !e.fix.is_empty(), "{text}");
+    text
+}
+
+#[test]
+fn valid_stream_passes() {
+    let backdrop = Backdrop::new()
+        .push_cgroup(CgroupDef::named("bg").workers(2))
+        .push_op(Op::set_cpuset("bg", CpusetSpec::llc(1)));
+    let steps = vec![
+        Step::with_defs(
+            vec![CgroupDef::named("a").cpuset(CpusetSpec::disjoint(0, 2))],
+            vec![
+                Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers_pct(50.0)),
+                Op::move_all_tasks("a", "bg"),
+                Op::run_payload("stress", vec![], Some("a".into())),
+                Op::wait_payload("stress", None),
+                Op::capture_cgroup_procs("after", "bg"),
+                Op::attach_scheduler("fixture"),
+            ],
+            HoldSpec::frac(0.5),
+        ),
+        Step::new(vec![Op::add_cgroup("a"), Op::freeze_cgroup("bg")], HoldSpec::fixed_ms(10)),
+    ];
+    validate_stream(&stream(backdrop, steps)).unwrap();
+}
+
+#[test]
+fn self_move_rejected() {
+    let t = reject_at(vec![Op::move_all_tasks("a", "a")], 0, OpKind::MoveAllTasks, "onto itself");
+    assert!(t.contains("name two different cgroups"));
+}
+
+#[test]
+fn empty_pair_move_rejected() {
+    reject_at(vec![Op::move_all_tasks("", "")], 0, OpKind::MoveAllTasks, "onto itself");
+}
+
+#[test]
+fn empty_names_and_tags_rejected() {
+    reject_at(vec![Op::add_cgroup("")], 0, OpKind::AddCgroup, "cgroup name is empty");
+    reject_at(vec![Op::capture_cgroup_procs("", "a")], 0, OpKind::CaptureCgroupProcs, "capture tag is empty");
+    reject_at(
+        vec![Op::read_kernel_cold("", KernelTarget::symbol("jiffies_64"), KernelValueWidth::U64)],
+        0,
+        OpKind::ReadKernelCold,
+        "read tag is empty",
+    );
+    reject_at(vec![Op::capture_snapshot("")], 0, OpKind::CaptureSnapshot, "snapshot name is empty");
+}
+
+#[test]
+fn nan_and_out_of_range_fractions_rejected() {
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::range(f64::NAN, 0.5))], 0, OpKind::SetCpuset, "range start NaN");
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::range(0.5, 1.5))], 0, OpKind::SetCpuset, "range end 1.5");
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::range(0.6, 0.2))], 0, OpKind::SetCpuset, "not below end");
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::overlap(0, 2, -0.1))], 0, OpKind::SetCpuset, "overlap frac");
+    reject_at(
+        vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers_pct(f64::NAN))],
+        0,
+        OpKind::Spawn,
+        "workers_pct NaN",
+    );
+    let s = stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::frac(f64::NAN))]);
+    let e = validate_stream(&s).unwrap_err();
+    assert!(e.to_string().contains("hold: hold frac NaN"), "{e}");
+    assert_eq!(e.op_index, None);
+}
+
+#[test]
+fn disjoint_and_overlap_index_rejected() {
+    let t = reject_at(
+        vec![Op::set_cpuset("a", CpusetSpec::disjoint(2, 2))],
+        0,
+        OpKind::SetCpuset,
+        "disjoint index 2 is not below of=2",
+    );
+    assert!(t.contains("use an index in 0..2"));
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::overlap(3, 3, 0.1))], 0, OpKind::SetCpuset, "overlap index 3");
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::disjoint(0, 0))], 0, OpKind::SetCpuset, "of=0");
+}
+
+#[test]
+fn cpus_outside_declared_topology_rejected() {
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::llc(2))], 0, OpKind::SetCpuset, "llc index 2 does not exist");
+    reject_at(vec![Op::set_cpuset("a", CpusetSpec::exact([0, 4]))], 0, OpKind::SetCpuset, "names CPU 4");
+    reject_at(vec![Op::steer_irq(IrqSelector::ByNumber(4), 9)], 0, OpKind::SteerIrq, "steer-irq to CPU 9");
+}
+
+#[test]
+fn fourth_watch_rejected() {
+    let ops = (0..4).map(|i| Op::watch_snapshot(format!("sym{i}"))).collect();
+    let t = reject_at(ops, 3, OpKind::WatchSnapshot, "more than 3 watch-snapshot ops");
+    assert!(t.contains("capture-snapshot"));
+}
+
+#[test]
+fn watch_cap_counts_across_steps() {
+    let step = |n: usize| Step::new((0..n).map(|i| Op::watch_snapshot(format!("s{i}"))).collect(), HoldSpec::FULL);
+    let e = validate_stream(&stream(Backdrop::new(), vec![step(2), step(2)])).unwrap_err();
+    assert_eq!((e.section, e.op_index), (Some(Section::Step(1)), Some(1)));
+}
+
+#[test]
+fn misaligned_and_wrong_width_targets_rejected() {
+    let w = |t, v| KernelWrite { target: t, value: v };
+    let t = reject_at(
+        vec![Op::write_kernel_hot(vec![w(KernelTarget::direct(0xffff_8880_0000_0002), KernelValue::U32(1))])],
+        0,
+        OpKind::WriteKernelHot,
+        "0xffff888000000002 is not 4-byte aligned",
+    );
+    assert!(t.contains("cold variant"));
+    reject_at(
+        vec![Op::write_kernel_hot(vec![w(KernelTarget::symbol("x"), KernelValue::OrU32(1))])],
+        0,
+        OpKind::WriteKernelHot,
+        "or-u32",
+    );
+    reject_at(
+        vec![Op::read_kernel_hot("t", KernelTarget::kva(0xffff_c900_0000_0004), KernelValueWidth::U64)],
+        0,
+        OpKind::ReadKernelHot,
+        "not 8-byte aligned",
+    );
+    reject_at(
+        vec![Op::read_kernel_cold("t", KernelTarget::symbol("jiffies_64"), KernelValueWidth::Bytes(0))],
+        0,
+        OpKind::ReadKernelCold,
+        "read width of 0 bytes",
+    );
+    reject_at(
+        vec![Op::write_kernel_cold(vec![w(KernelTarget::direct(0x1000), KernelValue::U64(1))])],
+        0,
+        OpKind::WriteKernelCold,
+        "not a kernel (upper-half) virtual address",
+    );
+    reject_at(
+        vec![Op::read_kernel_cold("t", KernelTarget::per_cpu_field("init_task", "pid", 0), KernelValueWidth::U32)],
+        0,
+        OpKind::ReadKernelCold,
+        "per-cpu symbol \"init_task\" is not supported",
+    );
+    // Cold misaligned writes are allowed: they land under the freeze.
+    let ok = stream(
+        Backdrop::new(),
+        vec![Step::new(
+            vec![Op::write_kernel_cold(vec![w(KernelTarget::direct(0xffff_8880_0000_0002), KernelValue::U32(1))])],
+            HoldSpec::FULL,
+        )],
+    );
+    validate_stream(&ok).unwrap();
+}
+
+#[test]
+fn workers_pct_with_runner_cgroup_rejected() {
+    let t = reject_at(
+        vec![Op::spawn(SpawnPlacement::runner_cgroup(), WorkSpec::default().workers_pct(50.0))],
+        0,
+        OpKind::Spawn,
+        "workers-pct with runner-cgroup placement",
+    );
+    assert!(t.contains("explicit worker count"));
+}
+
+#[test]
+fn undeclared_payload_and_scheduler_rejected() {
+    let t =
+        reject_at(vec![Op::run_payload("fio", vec![], None)], 0, OpKind::RunPayload, "payload \"fio\" is not declared");
+    assert!(t.contains("--payload fio=PATH"));
+    reject_at(
+        vec![Op::attach_scheduler("scx_rusty")],
+        0,
+        OpKind::AttachScheduler,
+        "scheduler \"scx_rusty\" is not declared",
+    );
+    reject_at(vec![Op::replace_scheduler("other")], 0, OpKind::ReplaceScheduler, "not declared");
+}
+
+#[test]
+fn ops_on_cgroups_never_created_rejected() {
+    let t = reject_at(vec![Op::freeze_cgroup("ghost")], 0, OpKind::FreezeCgroup, "cgroup \"ghost\" does not exist");
+    assert!(t.contains("live cgroups: a"));
+    reject_at(
+        vec![Op::add_cgroup("b"), Op::set_cpuset("c", CpusetSpec::llc(0))],
+        1,
+        OpKind::SetCpuset,
+        "\"c\" does not exist",
+    );
+    reject_at(
+        vec![Op::spawn(SpawnPlacement::cgroup("x"), WorkSpec::default())],
+        0,
+        OpKind::Spawn,
+        "\"x\" does not exist",
+    );
+    reject_at(vec![Op::remove_cgroup("a"), Op::stop_cgroup("a")], 1, OpKind::StopCgroup, "\"a\" does not exist");
+}
+
+#[test]
+fn step_local_cgroups_die_at_teardown() {
+    let steps = vec![
+        Step::with_defs(vec![CgroupDef::named("a")], vec![], HoldSpec::FULL),
+        Step::new(vec![Op::freeze_cgroup("a")], HoldSpec::FULL),
+    ];
+    let e = validate_stream(&stream(Backdrop::new(), steps)).unwrap_err();
+    assert_eq!((e.section, e.op_index), (Some(Section::Step(1)), Some(0)));
+}
+
+#[test]
+fn backdrop_to_step_move_rejected() {
+    let backdrop = Backdrop::new().push_cgroup(CgroupDef::named("bg"));
+    let steps = vec![Step::with_defs(vec![CgroupDef::named("a")], vec![Op::move_all_tasks("bg", "a")], HoldSpec::FULL)];
+    let e = validate_stream(&stream(backdrop, steps)).unwrap_err();
+    let t = e.to_string();
+    assert_eq!(e.op_index, Some(0));
+    assert!(t.contains("moves Backdrop tasks into a step-local cgroup"), "{t}");
+    assert!(t.contains("declare \"a\" in the Backdrop too"), "{t}");
+}
+
+#[test]
+fn backdrop_setup_is_exempt_from_the_backdrop_to_step_rule() {
+    let backdrop = Backdrop::new()
+        .push_cgroup(CgroupDef::named("bg"))
+        .push_op(Op::add_cgroup("bg2"))
+        .push_op(Op::move_all_tasks("bg", "bg2"));
+    validate_stream(&stream(backdrop, vec![Step::new(vec![], HoldSpec::FULL)])).unwrap();
+}
+
+#[test]
+fn duplicate_cgroup_names_rejected() {
+    let backdrop = Backdrop::new().push_cgroup(CgroupDef::named("bg"));
+    let steps = vec![Step::with_defs(vec![CgroupDef::named("bg")], vec![], HoldSpec::FULL)];
+    let e = validate_stream(&stream(backdrop, steps)).unwrap_err();
+    assert!(e.to_string().contains("already exists (owned by the Backdrop)"), "{e}");
+    reject_at(vec![Op::add_cgroup_def(CgroupDef::named("a"))], 0, OpKind::AddCgroupDef, "already exists");
+}
+
+#[test]
+fn payload_lookup_rules() {
+    reject_at(vec![Op::wait_payload("stress", None)], 0, OpKind::WaitPayload, "never started, or already waited");
+    let t = reject_at(
+        vec![
+            Op::add_cgroup("b"),
+            Op::run_payload("stress", vec![], Some("a".into())),
+            Op::run_payload("stress", vec![], Some("b".into())),
+            Op::kill_payload("stress", None),
+        ],
+        3,
+        OpKind::KillPayload,
+        "ambiguous",
+    );
+    assert!(t.contains("name the cgroup"));
+    reject_at(
+        vec![
+            Op::run_payload("stress", vec![], None),
+            Op::wait_payload("stress", None),
+            Op::wait_payload("stress", None),
+        ],
+        2,
+        OpKind::WaitPayload,
+        "already waited for or killed",
+    );
+}
+
+#[test]
+fn structure_errors_located() {
+    let mut v = Validator::new(&info()).unwrap();
+    let e = v.op(&Op::add_cgroup("x")).unwrap_err();
+    assert!(e.to_string().contains("outside any step"), "{e}");
+    v.open_step(&[]).unwrap();
+    let e = v.open_step(&[]).unwrap_err();
+    assert!(e.to_string().contains("step 0 is still open"), "{e}");
+    let e = v.open_backdrop(&[]).unwrap_err();
+    assert!(e.to_string().contains("before the first step"), "{e}");
+    let e = Validator::new(&info()).unwrap().finish().unwrap_err();
+    assert!(e.to_string().contains("no steps"), "{e}");
+}
+
+#[test]
+fn bad_describe_rejected() {
+    let mut i = info();
+    i.topology.cores_per_llc = 0;
+    let e = Validator::new(&i).unwrap_err();
+    assert!(e.to_string().starts_with("scenario \"t\", describe: topology 1n2l0c1t"), "{e}");
+    let mut i = info();
+    i.duration_ms = 0;
+    assert!(Validator::new(&i).is_err());
+}
+
+#[test]
+fn cgroup_def_knobs_checked() {
+    let mut def = CgroupDef::named("k");
+    def.cpu_weight = Some(0);
+    let s = stream(Backdrop::new(), vec![Step::with_defs(vec![def], vec![], HoldSpec::FULL)]);
+    let e = validate_stream(&s).unwrap_err();
+    assert!(e.to_string().contains("setup cgroup: cgroup \"k\": cpu-weight 0 is outside 1..=10000"), "{e}");
+    reject_at(vec![Op::add_cgroup("a/b")], 0, OpKind::AddCgroup, "not a single path component");
+    reject_at(
+        vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().comm("a-very-long-comm-name"))],
+        0,
+        OpKind::Spawn,
+        "the kernel keeps 15",
+    );
+    reject_at(vec![Op::pin_bpf_map("scx_fifo_sched.bss")], 0, OpKind::PinBpfMap, "the kernel keeps 15");
+}
+
+#[test]
+fn json_round_trip_preserves_the_stream() {
+    let s = stream(
+        Backdrop::new().push_cgroup(CgroupDef::named("bg").workers(1)),
+        vec![Step::new(
+            vec![
+                Op::write_kernel_cold(vec![KernelWrite {
+                    target: KernelTarget::symbol("jiffies_64"),
+                    value: KernelValue::OrU32(2),
+                }]),
+                Op::detach_scheduler(),
+                Op::steer_irq(IrqSelector::ByLabel("virtio1".into()), 1),
+            ],
+            HoldSpec::loop_ms(5),
+        )],
+    );
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains(r#""op":"write-kernel-cold""#), "{json}");
+    let back: OpStream = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+}
