@@ -1,0 +1,45 @@
+//! The WIT is the single source of truth: every `ops` function is an op kind
+//! of the host's model (or one of the four structure functions), and back.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use schedbox::op_model::OpKind;
+use strum::IntoEnumIterator;
+
+const STRUCTURE: [&str; 4] = ["open-backdrop", "close-backdrop", "open-step", "close-step"];
+
+fn wit_ops_functions() -> BTreeSet<String> {
+    let mut resolve = wit_parser::Resolve::default();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let (pkg, _) = resolve.push_dir(&wit).expect("wit/ parses");
+    let ops = resolve.packages[pkg].interfaces["ops"];
+    resolve.interfaces[ops].functions.keys().cloned().collect()
+}
+
+#[test]
+fn every_wit_op_is_an_op_kind_and_back() {
+    let wit: BTreeSet<String> = wit_ops_functions().into_iter().filter(|f| !STRUCTURE.contains(&f.as_str())).collect();
+    let host: BTreeSet<String> = OpKind::iter().map(|k| k.wit_name().to_owned()).collect();
+    let missing_in_host: Vec<_> = wit.difference(&host).collect();
+    let missing_in_wit: Vec<_> = host.difference(&wit).collect();
+    assert!(missing_in_host.is_empty(), "WIT ops without an OpKind: {missing_in_host:?}");
+    assert!(missing_in_wit.is_empty(), "OpKinds without a WIT import: {missing_in_wit:?}");
+    assert_eq!(wit.len(), 28, "the reference taxonomy has 28 op constructors");
+}
+
+#[test]
+fn structure_functions_exist() {
+    let all = wit_ops_functions();
+    for f in STRUCTURE {
+        assert!(all.contains(f), "ops interface lacks {f}");
+    }
+}
+
+#[test]
+fn wit_package_version_matches_the_host() {
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")).unwrap();
+    let name = &resolve.packages[pkg].name;
+    assert_eq!(format!("{name}"), schedbox::op_model::CONTRACT_VERSION);
+}
