@@ -1,0 +1,113 @@
+//! The schedbox guest agent: PID 1 of the guest.
+//!
+//! Mounts the pseudo filesystems, enables the cgroup-v2 controllers, reads
+//! the topology and kallsyms, connects the data channel named by
+//! `schedbox.channel=` on the kernel command line, reports `Ready` and serves
+//! requests until told to power off or the host goes away.
+
+mod setup;
+mod topology;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Write};
+
+use schedbox_wire::{read_msg, write_msg, AgentMessage, Request, RequestBody, ResponseBody, WireError};
+
+/// Default channel device: the second serial port.
+const DEFAULT_CHANNEL: &str = "/dev/ttyS1";
+
+fn main() {
+    if let Err(e) = agent() {
+        console(&format!("schedbox-agent: fatal: {e}"));
+    }
+    power_off();
+}
+
+/// Writes a line to the kernel console (PID 1's stdout is /dev/console).
+fn console(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn agent() -> Result<(), String> {
+    let pid1 = std::process::id() == 1;
+    if pid1 {
+        setup::mount_all().map_err(|e| format!("mounting: {e}"))?;
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let channel = cmdline_value(&cmdline, "schedbox.channel").unwrap_or(DEFAULT_CHANNEL).to_owned();
+    let controllers = setup::enable_controllers();
+    let kallsyms = setup::expose_kallsyms();
+    let mut facts = topology::facts(std::path::Path::new("/"));
+    facts.cgroup_controllers = controllers;
+    facts.kallsyms = kallsyms;
+    let dev =
+        OpenOptions::new().read(true).write(true).open(&channel).map_err(|e| format!("opening {channel}: {e}"))?;
+    setup::raw_tty(&dev);
+    let mut writer = dev.try_clone().map_err(|e| format!("cloning {channel}: {e}"))?;
+    let mut reader = BufReader::new(dev);
+    write_msg(&mut writer, &AgentMessage::Ready(facts)).map_err(|e| e.to_string())?;
+    serve(&mut reader, &mut writer)
+}
+
+fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> {
+    loop {
+        let req: Request = match read_msg(reader) {
+            Ok(r) => r,
+            Err(WireError::Closed) => return Ok(()),
+            // A corrupted frame: report it on the console and keep serving;
+            // the host times the request out and says so.
+            Err(e) => {
+                console(&format!("schedbox-agent: bad frame: {e}"));
+                continue;
+            }
+        };
+        let result = match &req.body {
+            RequestBody::Ping => Ok(ResponseBody::Pong),
+            RequestBody::Facts => Ok(ResponseBody::Facts(topology::facts(std::path::Path::new("/")))),
+            RequestBody::ReadFile { path } => {
+                std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
+            }
+            RequestBody::PowerOff | RequestBody::Crash | RequestBody::Hang => Ok(ResponseBody::Ok),
+            _ => Err("request not supported by this agent".to_owned()),
+        };
+        write_msg(writer, &AgentMessage::Response { id: req.id, result }).map_err(|e| e.to_string())?;
+        match req.body {
+            RequestBody::PowerOff => return Ok(()),
+            RequestBody::Crash => {
+                let _ = std::fs::write("/proc/sys/kernel/sysrq", "1");
+                let _ = std::fs::write("/proc/sysrq-trigger", "c");
+            }
+            RequestBody::Hang => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            _ => {}
+        }
+    }
+}
+
+fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn power_off() {
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    if std::process::id() == 1 {
+        // SAFETY: reboot(2) with RB_POWER_OFF only needs CAP_SYS_BOOT, which
+        // PID 1 has; it does not return on success.
+        unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    }
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cmdline_values() {
+        let c = "console=ttyS0 schedbox.channel=/dev/hvc1 quiet";
+        assert_eq!(super::cmdline_value(c, "schedbox.channel"), Some("/dev/hvc1"));
+        assert_eq!(super::cmdline_value(c, "schedbox.nope"), None);
+    }
+}

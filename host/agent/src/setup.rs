@@ -1,0 +1,82 @@
+//! One-time guest set-up: pseudo filesystems, cgroup controllers, kallsyms.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// (source, target, fstype, required)
+const MOUNTS: &[(&str, &str, &str, bool)] = &[
+    ("proc", "/proc", "proc", true),
+    ("sysfs", "/sys", "sysfs", true),
+    ("devtmpfs", "/dev", "devtmpfs", true),
+    ("cgroup2", "/sys/fs/cgroup", "cgroup2", true),
+    ("bpf", "/sys/fs/bpf", "bpf", false),
+    ("debugfs", "/sys/kernel/debug", "debugfs", false),
+    ("tracefs", "/sys/kernel/tracing", "tracefs", false),
+    ("tmpfs", "/tmp", "tmpfs", false),
+];
+
+fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let c = |s: &str| CString::new(s).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    let (src, tgt, fs) = (c(source)?, c(target)?, c(fstype)?);
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the
+    // call; a null data pointer is allowed by mount(2).
+    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// Mounts everything the agent and the ops need; optional ones may fail.
+pub fn mount_all() -> Result<(), String> {
+    for (src, tgt, fs, required) in MOUNTS {
+        if let Err(e) = mount(src, tgt, fs) {
+            if *required {
+                return Err(format!("{fs} on {tgt}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Enables every controller the root offers, one by one; returns those enabled.
+pub fn enable_controllers() -> Vec<String> {
+    let available = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    for c in available.split_whitespace() {
+        let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", format!("+{c}"));
+    }
+    std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Makes kallsyms show real addresses and counts its lines.
+pub fn expose_kallsyms() -> u64 {
+    let _ = std::fs::write("/proc/sys/kernel/kptr_restrict", "0");
+    std::fs::read_to_string("/proc/kallsyms").map(|s| s.lines().count() as u64).unwrap_or(0)
+}
+
+/// Puts a tty channel into raw mode so frames pass unmangled; no-op otherwise.
+pub fn raw_tty(dev: &File) {
+    let fd = dev.as_raw_fd();
+    // SAFETY: `termios` is plain old data, fully written by tcgetattr before
+    // use; `fd` is an open descriptor owned by `dev` for the whole block.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return;
+        }
+        libc::cfmakeraw(&mut t);
+        libc::tcsetattr(fd, libc::TCSANOW, &t);
+    }
+}
