@@ -1,5 +1,6 @@
 //! schedbox: sandboxed WebAssembly scenarios against a real Linux kernel.
 pub mod contract;
+pub mod kernel;
 pub mod op_model;
 pub mod results;
 pub mod sandbox;

@@ -1,1 +1,107 @@
+//! Shared helpers of the schedbox integration tests: where the built
+//! components live, and sandboxes with a private compiled-component cache.
+//!
+//! Components are built by `cargo xtask build-scenarios`: the sandbox fixtures
+//! (`tests/fixtures/guests/`) to `target/scenarios/fixtures/<name>.wasm`, the
+//! example scenarios to `target/scenarios/<lang>/<name>.wasm`.
 
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+use tempfile::TempDir;
+
+/// A smaller CPU budget than the default, for tests that only need to see the
+/// CPU bound hit (about a tenth of the default, so a tenth of the time).
+pub const TEST_FUEL: u64 = 200_000_000;
+
+/// The repository root (the parent of this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives one level below the root").to_owned()
+}
+
+/// The built sandbox fixture `name` (`target/scenarios/fixtures/<name>.wasm`).
+///
+/// Panics, saying how to build it, when it is missing.
+pub fn fixture(name: &str) -> PathBuf {
+    built(repo_root().join("target/scenarios/fixtures").join(format!("{name}.wasm")))
+}
+
+/// The built example scenario `name` written in `lang` (`target/scenarios/<lang>/<name>.wasm`).
+///
+/// Panics, saying how to build it, when it is missing.
+pub fn example(lang: &str, name: &str) -> PathBuf {
+    built(repo_root().join("target/scenarios").join(lang).join(format!("{name}.wasm")))
+}
+
+/// A WAT fixture (`tests/fixtures/wat/<name>.wat`); these need no build.
+pub fn wat(name: &str) -> PathBuf {
+    let path = repo_root().join("tests/fixtures/wat").join(format!("{name}.wat"));
+    assert!(path.is_file(), "WAT fixture {} is missing", path.display());
+    path
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    if !path.is_file() {
+        panic!("{} is missing: run `cargo xtask build-scenarios` first", path.display());
+    }
+    path
+}
+
+/// The default limits with the test CPU budget ([`TEST_FUEL`]).
+pub fn test_limits() -> SandboxLimits {
+    SandboxLimits { fuel: TEST_FUEL, ..SandboxLimits::default() }
+}
+
+/// A sandbox (WASI linked, no authority) whose compiled-component cache is
+/// under `cache_root`.
+pub fn sandbox_in(cache_root: &Path, limits: SandboxLimits) -> Sandbox {
+    Sandbox::new(SandboxConfig { limits, wasi: true, cache_root: Some(cache_root.to_owned()) })
+        .expect("the sandbox sets up")
+}
+
+/// A sandbox with its own temporary cache directory, removed when dropped.
+pub struct TestSandbox {
+    sandbox: Sandbox,
+    cache: TempDir,
+}
+
+impl TestSandbox {
+    /// A sandbox with `limits` and a fresh, empty cache directory.
+    pub fn new(limits: SandboxLimits) -> Self {
+        let cache = tempfile::tempdir().expect("a temporary cache directory");
+        Self { sandbox: sandbox_in(cache.path(), limits), cache }
+    }
+
+    /// The cache directory.
+    pub fn cache_root(&self) -> &Path {
+        self.cache.path()
+    }
+}
+
+impl Deref for TestSandbox {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+/// Every file under `dir` (recursively) whose name ends in `.{ext}`, sorted.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}

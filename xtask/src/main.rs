@@ -1,1 +1,118 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `demo`: installs what is missing, builds, and runs the main job on an example scenario.
+//! - `test`: everything CI runs (style, lints, unit, integration and golden tests).
+//! - `build-scenarios`: builds the example scenarios and sandbox fixtures to `target/scenarios/`.
+//! - `setup`: only installs prerequisites (idempotent).
+//! - `bench`: runs the criterion benchmarks.
+
+mod fixtures;
+mod prereqs;
+mod scenarios;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let cmd = args.first().map(String::as_str).unwrap_or("help");
+    match cmd {
+        "setup" => prereqs::ensure(),
+        "build-scenarios" => build_scenarios(&root).map(|_| ()),
+        "demo" => demo(&root),
+        "test" => test(&root),
+        "bench" => bench(&root, &args[1..]),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <demo|test|build-scenarios|setup|bench>");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in `root`, echoing it; fails with its exit status.
+pub fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("+ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("could not start {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn build_scenarios(root: &Path) -> Result<Vec<PathBuf>> {
+    prereqs::ensure()?;
+    let mut built = scenarios::build_rust_scenarios(root)?;
+    built.extend(fixtures::build_fixtures(root)?);
+    Ok(built)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build_scenarios(root)?;
+    run(root, "cargo", &["build", "--quiet", "-p", "schedbox"])?;
+    let bin = root.join("target/debug/schedbox");
+    let scenario = root.join("target/scenarios/rust/cpuset-split.wasm");
+    let (bin, scenario) = (bin.to_string_lossy(), scenario.to_string_lossy());
+    run(root, &bin, &["inspect", &scenario])?;
+    run(root, &bin, &["plan", &scenario])?;
+    eprintln!(
+        "\nThe VM backends are not in this build yet: `schedbox plan` shows what the scenario will execute.\n\
+         Try `{bin} plan --json {scenario}` for the op stream as JSON."
+    );
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let start = Instant::now();
+    build_scenarios(root)?;
+    run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
+    for manifest in ["guest-sdk/rust/Cargo.toml", "example-scenarios/Cargo.toml", "tests/fixtures/guests/Cargo.toml"] {
+        run(root, "cargo", &["fmt", "--manifest-path", manifest, "--all", "--", "--check"])?;
+    }
+    run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    for manifest in ["example-scenarios/Cargo.toml", "tests/fixtures/guests/Cargo.toml"] {
+        run(
+            root,
+            "cargo",
+            &[
+                "clippy",
+                "--manifest-path",
+                manifest,
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+                "target/wasm",
+                "--workspace",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+    }
+    run(root, "cargo", &["test", "--workspace"])?;
+    run(root, "cargo", &["test", "--manifest-path", "guest-sdk/rust/Cargo.toml", "--target-dir", "target/sdk-host"])?;
+    eprintln!("xtask test: all checks passed in {:.0} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    build_scenarios(root)?;
+    let mut args = vec!["bench", "-p", "schedbox"];
+    args.extend(extra.iter().map(String::as_str));
+    run(root, "cargo", &args)
+}

@@ -41,6 +41,9 @@ pub struct SandboxArgs {
     /// Linear-memory bound per scenario instance, MiB.
     #[arg(long, value_name = "MIB", default_value_t = (SandboxLimits::default().memory_bytes >> 20) as u64)]
     pub memory: u64,
+    /// Wasm stack bound, KiB.
+    #[arg(long, value_name = "KIB", default_value_t = (SandboxLimits::default().stack_bytes >> 10) as u64)]
+    pub stack_kib: u64,
     /// Most ops one stream may hold.
     #[arg(long, default_value_t = SandboxLimits::default().max_ops)]
     pub max_ops: usize,
@@ -61,6 +64,7 @@ impl SandboxArgs {
         config.limits.fuel = self.fuel;
         config.limits.memory_bytes = usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         config.limits.max_ops = self.max_ops;
+        config.limits.stack_bytes = usize::try_from(self.stack_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX);
         config.wasi = !self.no_wasi;
         if self.no_cache {
             config.cache_root = None;

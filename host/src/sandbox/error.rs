@@ -6,8 +6,9 @@ use super::imports::ImportVerdict;
 use crate::validate::ValidationError;
 
 /// Which sandbox bound stopped a scenario.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Bound {
     Cpu,
     Memory,
@@ -31,7 +32,7 @@ pub enum SandboxError {
     ForbiddenImports { label: String, refused: Vec<ImportVerdict> },
     #[error("{label}: does not export the schedbox scenario world (describe, run, check): {message}")]
     NotAScenario { label: String, message: String },
-    #[error("scenario {scenario:?}: `{export}` stopped by the {bound:?} bound: {message}")]
+    #[error("scenario {scenario:?}: `{export}` stopped by the {} bound: {message}", <&str>::from(.bound))]
     Bound { scenario: String, export: &'static str, bound: Bound, message: String },
     #[error("scenario {scenario:?}: `{export}` trapped: {message}")]
     Trap { scenario: String, export: &'static str, message: String },

@@ -140,6 +140,7 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// A component ready to instantiate.
+#[derive(Clone)]
 pub struct LoadedScenario {
     /// The file (or label) it came from, for messages.
     pub label: String,
@@ -206,7 +207,11 @@ impl Sandbox {
     pub fn load_bytes(&self, label: &str, bytes: &[u8]) -> Result<Arc<LoadedScenario>, SandboxError> {
         let key = digest(bytes);
         if let Some(hit) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(hit);
+            if hit.label == label {
+                return Ok(hit);
+            }
+            // Same bytes under another name: errors must name this file.
+            return Ok(Arc::new(LoadedScenario { label: label.to_owned(), ..(*hit).clone() }));
         }
         let (component, from_cache) = self.compile(label, &key, bytes)?;
         let verdicts = imports::check(&self.engine, &component, self.config.wasi);
@@ -248,7 +253,10 @@ impl Sandbox {
         }
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             let message = format!("{e:#}");
-            if message.contains("core module") || message.contains("expected component") {
+            if message.contains("core module")
+                || message.contains("expected component")
+                || message.contains("a wasm module with a component parser")
+            {
                 SandboxError::CoreModule { label: label.to_owned() }
             } else {
                 SandboxError::Compile { label: label.to_owned(), message }
@@ -294,8 +302,7 @@ impl Sandbox {
         let mut store = self.store();
         let inst = self.instantiate(sc, &mut store)?;
         let r = inst.call_describe(&mut store).map_err(|e| classify(&sc.label, "describe", e));
-        flush_output(&sc.label, &store);
-        Ok(r?.into())
+        Ok(finish_call(&sc.label, &store, r)?.into())
     }
 
     /// Calls `describe` then `run` in one instance and returns the validated stream.
@@ -303,8 +310,7 @@ impl Sandbox {
         let mut store = self.store();
         let inst = self.instantiate(sc, &mut store)?;
         let result = self.plan_in(sc, &mut store, &inst);
-        flush_output(&sc.label, &store);
-        result
+        finish_call(&sc.label, &store, result)
     }
 
     fn plan_in(
@@ -338,19 +344,37 @@ impl Sandbox {
         let inst = self.instantiate(sc, &mut store)?;
         store.data_mut().recorder.phase = Phase::Check;
         let r = inst.call_check(&mut store, &results.into()).map_err(|e| classify(scenario, "check", e));
-        flush_output(&sc.label, &store);
-        Ok(r?.into())
+        Ok(finish_call(&sc.label, &store, r)?.into())
     }
 }
 
-/// Logs what the guest wrote to stdout/stderr, under the scenario's name.
-fn flush_output(label: &str, store: &Store<HostState>) {
+/// Lines of guest stderr appended to a trap's message (a panic message lives there).
+const STDERR_TAIL: usize = 8;
+
+/// Logs what the guest wrote to stdout/stderr under the scenario's name, and
+/// appends the tail of its stderr to a trap or bound error.
+fn finish_call<T>(label: &str, store: &Store<HostState>, r: Result<T, SandboxError>) -> Result<T, SandboxError> {
+    let mut stderr_tail = Vec::new();
     for (stream, pipe) in [("stdout", &store.data().stdout), ("stderr", &store.data().stderr)] {
         let bytes = pipe.contents();
-        for line in String::from_utf8_lossy(&bytes).lines() {
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text.lines() {
             tracing::info!(target: "schedbox::guest", scenario = label, stream, "{line}");
         }
+        if stream == "stderr" {
+            let lines: Vec<&str> = text.lines().collect();
+            stderr_tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].iter().map(|l| l.to_string()).collect();
+        }
     }
+    r.map_err(|mut e| {
+        if let SandboxError::Trap { message, .. } | SandboxError::Bound { message, .. } = &mut e {
+            if !stderr_tail.is_empty() {
+                message.push_str("\nguest stderr (last lines):\n  ");
+                message.push_str(&stderr_tail.join("\n  "));
+            }
+        }
+        e
+    })
 }
 
 /// Turns a wasmtime error from an export call into a sandbox error that names
@@ -382,8 +406,12 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
             Bound::Cpu,
             "the CPU budget (fuel) ran out; raise it with --fuel if the scenario is legitimately heavy".into(),
         ),
-        Some(Trap::StackOverflow) => bound(Bound::Stack, "the wasm stack overflowed (unbounded recursion?)".into()),
-        Some(t) => SandboxError::Trap { scenario, export, message: format!("{t}{backtrace}") },
+        Some(Trap::StackOverflow) => bound(Bound::Stack, "the wasm stack overflowed; look for unbounded recursion in the backtrace, or raise the bound with --stack-kib".into()),
+        Some(t) => SandboxError::Trap {
+            scenario,
+            export,
+            message: format!("{t} (a guest panic or bug; its backtrace and stderr follow){backtrace}"),
+        },
         None => SandboxError::Trap { scenario, export, message: format!("{e:#}{backtrace}") },
     }
 }
