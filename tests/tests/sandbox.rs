@@ -336,3 +336,22 @@ fn the_compiled_component_cache_survives_restarts_and_corruption() {
     assert!(!reloaded.from_cache);
     assert_eq!(fifth.plan(&reloaded).expect("plans").stream, reference);
 }
+
+#[test]
+fn a_component_of_tens_of_mb_loads_runs_and_is_cached() {
+    let path = fixture("large-runtime");
+    assert!(std::fs::metadata(&path).unwrap().len() > 20 << 20, "the fixture must be tens of MB");
+    let sb = TestSandbox::new(SandboxLimits::default());
+    let loaded = load(&sb, "large-runtime");
+    let plan = sb.plan(&loaded).unwrap_or_else(|e| panic!("{e}"));
+    // The op name carries bytes read from both ends of the embedded table.
+    assert_eq!(plan.stream.steps[0].ops, vec![Op::add_cgroup(format!("large-{}", (TABLE_END + TABLE_MID)))]);
+    let again = sandbox_in(sb.cache_root(), SandboxLimits::default());
+    let cached = again.load_file(&path).unwrap();
+    assert!(cached.from_cache, "the second process loads the compiled code from the cache");
+    assert_eq!(again.plan(&cached).unwrap().stream, plan.stream);
+}
+
+/// `(i % 251)` at the last byte and the middle of the 24 MiB table.
+const TABLE_END: usize = ((24 << 20) - 1) % 251;
+const TABLE_MID: usize = (12 << 20) % 251;
