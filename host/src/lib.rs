@@ -1,6 +1,7 @@
 //! schedbox: sandboxed WebAssembly scenarios against a real Linux kernel.
 pub mod contract;
 pub mod kernel;
+pub mod machine;
 pub mod op_model;
 pub mod results;
 pub mod sandbox;

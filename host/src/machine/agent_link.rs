@@ -1,0 +1,114 @@
+//! The host end of the agent channel: framed requests out, and a reader
+//! thread turning frames in into messages, so waits can be bounded and can
+//! watch the VM at the same time.
+
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use schedbox_wire::{read_msg, write_msg, AgentMessage, GuestFacts, Request, RequestBody, ResponseBody, WireError};
+
+use super::MachineError;
+
+/// What the waiting side checks between polls: is the VM still alive?
+pub type Liveness<'a> = &'a mut dyn FnMut() -> Result<(), MachineError>;
+
+/// Request/response link to the guest agent.
+pub struct AgentLink {
+    writer: UnixStream,
+    inbox: Receiver<Result<AgentMessage, WireError>>,
+    next_id: u64,
+    timeout: Duration,
+    /// Set after a timeout or a broken frame: later requests fail at once.
+    broken: Option<String>,
+    console: super::Console,
+}
+
+const POLL: Duration = Duration::from_millis(100);
+
+impl AgentLink {
+    /// Wraps a connected stream; starts the reader thread.
+    pub fn new(stream: UnixStream, timeout: Duration, console: super::Console) -> std::io::Result<Self> {
+        let mut reader = stream.try_clone()?;
+        let (tx, inbox) = mpsc::channel();
+        std::thread::Builder::new().name("agent-reader".into()).spawn(move || loop {
+            let msg = read_msg::<_, AgentMessage>(&mut reader);
+            let stop = msg.is_err();
+            if tx.send(msg).is_err() || stop {
+                break;
+            }
+        })?;
+        Ok(Self { writer: stream, inbox, next_id: 1, timeout, broken: None, console })
+    }
+
+    fn recv(&mut self, what: &str, deadline: Instant, alive: Liveness<'_>) -> Result<AgentMessage, MachineError> {
+        loop {
+            alive()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.timed_out(what, deadline));
+            }
+            match self.inbox.recv_timeout(POLL.min(deadline - now)) {
+                Ok(Ok(msg)) => return Ok(msg),
+                Ok(Err(e)) => {
+                    self.broken = Some(e.to_string());
+                    alive()?;
+                    return Err(e.into());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    alive()?;
+                    return Err(WireError::Closed.into());
+                }
+            }
+        }
+    }
+
+    fn timed_out(&mut self, what: &str, deadline: Instant) -> MachineError {
+        let secs = self.timeout.as_secs().max(1);
+        self.broken = Some(format!("timed out waiting for {what}"));
+        let _ = deadline;
+        MachineError::AgentTimeout { what: what.to_owned(), secs, console: self.console.tail(20) }
+    }
+
+    /// Waits for the agent's `Ready` until `deadline`.
+    pub fn wait_ready(&mut self, deadline: Instant, alive: Liveness<'_>) -> Result<GuestFacts, MachineError> {
+        loop {
+            match self.recv("Ready", deadline, alive)? {
+                AgentMessage::Ready(facts) => return Ok(facts),
+                other => tracing::warn!("agent sent {other:?} before Ready; ignored"),
+            }
+        }
+    }
+
+    /// Sends `body` and waits for its answer (bounded by the link's timeout).
+    pub fn request(&mut self, body: RequestBody, alive: Liveness<'_>) -> Result<ResponseBody, MachineError> {
+        if let Some(why) = &self.broken {
+            return Err(MachineError::Agent {
+                what: format!("{body:?}"),
+                message: format!("the link is down ({why})"),
+            });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let what = format!("{body:?}");
+        write_msg(&mut self.writer, &Request { id, body })?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.recv(&what, deadline, alive)? {
+                AgentMessage::Response { id: got, result } if got == id => {
+                    return result.map_err(|message| MachineError::Agent { what, message });
+                }
+                other => tracing::warn!("unexpected agent message {other:?} while waiting for request {id}"),
+            }
+        }
+    }
+
+    /// Sends `body` without waiting for an answer.
+    pub fn send(&mut self, body: RequestBody) -> Result<(), MachineError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        write_msg(&mut self.writer, &Request { id, body })?;
+        Ok(())
+    }
+}

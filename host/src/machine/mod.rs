@@ -1,0 +1,144 @@
+//! The machine layer: one trait, two backends (`qemu` here; `kvm` planned).
+//!
+//! Everything above it — initramfs, agent, wire, monitor — is shared. A
+//! [`Machine`] is a booted guest whose agent reported `Ready`; dropping it
+//! kills the VM and removes its scratch files, so no VM outlives its owner.
+
+mod agent_link;
+mod console;
+mod guest_ram;
+pub mod qemu;
+mod topology;
+mod tsc;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use agent_link::AgentLink;
+pub use console::Console;
+pub use guest_ram::GuestRam;
+pub use schedbox_wire::GuestFacts;
+pub use topology::{parse_topology, TopologyError};
+pub use tsc::host_tsc_khz;
+
+use crate::op_model::Topology;
+
+/// Which VMM runs the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// QEMU with TCG (or KVM where it can run the kernel).
+    Qemu,
+    /// schedbox's own VMM on /dev/kvm.
+    Kvm,
+}
+
+/// Everything a backend needs to boot a guest.
+#[derive(Clone, Debug)]
+pub struct BootSpec {
+    /// Uncompressed kernel ELF (PVH entry).
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+    pub topology: Topology,
+    pub memory_mib: u64,
+    /// Appended to the kernel command line.
+    pub extra_cmdline: String,
+    /// Process start → agent Ready must take less than this.
+    pub boot_timeout: Duration,
+    /// How long a request may wait for the agent's answer.
+    pub request_timeout: Duration,
+}
+
+impl BootSpec {
+    pub fn new(vmlinux: PathBuf, initramfs: PathBuf, topology: Topology) -> Self {
+        Self {
+            vmlinux,
+            initramfs,
+            topology,
+            memory_mib: 1024,
+            extra_cmdline: String::new(),
+            boot_timeout: Duration::from_secs(90),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where the boot time went, ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BootTimes {
+    /// Process start → the VMM is up (QMP answers / vCPUs created).
+    pub setup_ms: u64,
+    /// Guest boot → agent ready, by the guest's clock.
+    pub kernel_ms: u64,
+    /// Process start → `Ready` received, by the host's clock.
+    pub agent_ready_ms: u64,
+}
+
+/// Why a machine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("{program} not found: install QEMU (`apt-get install qemu-system-x86`, or run `cargo xtask setup`)")]
+    QemuMissing { program: String },
+    #[error("the {backend:?} backend is not available here: {why}")]
+    Unavailable { backend: BackendKind, why: String },
+    #[error("starting the VM failed: {0}")]
+    Spawn(String),
+    #[error("the guest kernel panicked during {phase}; last console lines:\n{console}")]
+    KernelPanic { phase: &'static str, console: String },
+    #[error("the guest did not report Ready within {secs} s (boot watchdog); last console lines:\n{console}")]
+    BootTimeout { secs: u64, console: String },
+    #[error("the agent did not answer {what} within {secs} s (hung guest?); last console lines:\n{console}")]
+    AgentTimeout { what: String, secs: u64, console: String },
+    #[error("the VM exited unexpectedly ({status}); last console lines:\n{console}")]
+    Exited { status: String, console: String },
+    #[error("agent channel: {0}")]
+    Wire(#[from] schedbox_wire::WireError),
+    #[error("the agent refused {what}: {message}")]
+    Agent { what: String, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("QMP: {0}")]
+    Qmp(String),
+}
+
+/// A booted guest with a ready agent.
+pub trait Machine: Send {
+    fn backend(&self) -> BackendKind;
+    /// What the agent reported at Ready.
+    fn facts(&self) -> &GuestFacts;
+    fn boot_times(&self) -> BootTimes;
+    /// Sends a request to the agent and waits (bounded) for its answer,
+    /// failing early if the VM dies or the kernel panics meanwhile.
+    fn request(&mut self, body: schedbox_wire::RequestBody) -> Result<schedbox_wire::ResponseBody, MachineError>;
+    /// Guest physical memory, mapped in this process.
+    fn guest_ram(&self) -> &GuestRam;
+    /// Parks every vCPU (the freeze rendezvous); paired with [`Machine::resume`].
+    fn pause(&mut self) -> Result<(), MachineError>;
+    fn resume(&mut self) -> Result<(), MachineError>;
+    /// The last `n` lines the guest printed on its console.
+    fn console_tail(&self, n: usize) -> String;
+    /// Asks the agent to power off and waits for the VM to exit.
+    fn power_off(self: Box<Self>) -> Result<(), MachineError>;
+}
+
+/// Picks a backend: `requested`, or the default for this host.
+///
+/// Until the kvm backend exists, `qemu` is the default and `kvm` is refused
+/// with the reason.
+pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, MachineError> {
+    match requested {
+        None | Some(BackendKind::Qemu) => Ok(BackendKind::Qemu),
+        Some(BackendKind::Kvm) => Err(MachineError::Unavailable {
+            backend: BackendKind::Kvm,
+            why: "schedbox's own KVM VMM is not built yet; use --backend qemu".into(),
+        }),
+    }
+}
+
+/// Boots a guest on `backend`.
+pub fn boot(backend: BackendKind, spec: &BootSpec) -> Result<Box<dyn Machine>, MachineError> {
+    match backend {
+        BackendKind::Qemu => Ok(Box::new(qemu::QemuMachine::boot(spec)?)),
+        BackendKind::Kvm => Err(select_backend(Some(BackendKind::Kvm)).unwrap_err()),
+    }
+}
