@@ -1,20 +1,22 @@
 //! The schedbox guest agent: PID 1 of the guest.
 //!
-//! Mounts the pseudo filesystems, enables the cgroup-v2 controllers, reads
-//! the topology and kallsyms, connects the data channel named by
-//! `schedbox.channel=` on the kernel command line, reports `Ready` and serves
-//! requests until told to power off or the host goes away.
+//! Mounts the pseudo filesystems, loads the kernel modules the host put in the
+//! initramfs, enables the cgroup-v2 controllers, reads the topology and kallsyms,
+//! connects the data channel named by `schedbox.channel=` on the kernel command
+//! line (`auto`, the default: the virtio port named `schedbox`), reports `Ready`
+//! and serves requests until told to power off or the host goes away.
 
+mod channel;
+mod modules;
 mod setup;
 mod topology;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
 
-use schedbox_wire::{read_msg, write_msg, AgentMessage, Request, RequestBody, ResponseBody, WireError};
+use std::sync::OnceLock;
 
-/// Default channel device: the second serial port.
-const DEFAULT_CHANNEL: &str = "/dev/ttyS1";
+use schedbox_wire::{read_msg, write_msg, AgentMessage, GuestFacts, Request, RequestBody, ResponseBody, WireError};
 
 fn main() {
     if let Err(e) = agent() {
@@ -34,20 +36,31 @@ fn agent() -> Result<(), String> {
     let pid1 = std::process::id() == 1;
     if pid1 {
         setup::mount_all().map_err(|e| format!("mounting: {e}"))?;
+        // First, so devices (the channel's virtio transport) probe while the rest runs.
+        for m in modules::load_all(std::path::Path::new(modules::DIR)) {
+            if let Err(e) = m.result {
+                console(&format!("schedbox-agent: loading module {}: {e}", m.name));
+            }
+        }
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let channel = cmdline_value(&cmdline, "schedbox.channel").unwrap_or(DEFAULT_CHANNEL).to_owned();
+    let requested = cmdline_value(&cmdline, "schedbox.channel");
     let controllers = setup::enable_controllers();
-    let kallsyms = setup::expose_kallsyms();
-    let mut facts = topology::facts(std::path::Path::new("/"));
-    facts.cgroup_controllers = controllers;
-    facts.kallsyms = kallsyms;
-    let dev =
-        OpenOptions::new().read(true).write(true).open(&channel).map_err(|e| format!("opening {channel}: {e}"))?;
+    let _ = CONTROLLERS.set(controllers);
+    let facts = current_facts(false);
+    let channel = channel::resolve(std::path::Path::new("/"), requested, channel::WAIT)?;
+    let shown = channel.display();
+    let dev = OpenOptions::new().read(true).write(true).open(&channel).map_err(|e| format!("opening {shown}: {e}"))?;
     setup::raw_tty(&dev);
-    let mut writer = dev.try_clone().map_err(|e| format!("cloning {channel}: {e}"))?;
+    let mut writer = dev.try_clone().map_err(|e| format!("cloning {shown}: {e}"))?;
     let mut reader = BufReader::new(dev);
+    let mut facts = facts;
+    facts.uptime_ms = setup::uptime_ms();
     write_msg(&mut writer, &AgentMessage::Ready(facts)).map_err(|e| e.to_string())?;
+    // Reading kallsyms costs ~0.5 s of guest CPU under TCG: after Ready, not before.
+    std::thread::spawn(|| {
+        let _ = KALLSYMS.set(setup::expose_kallsyms());
+    });
     serve(&mut reader, &mut writer)
 }
 
@@ -65,7 +78,7 @@ fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> 
         };
         let result = match &req.body {
             RequestBody::Ping => Ok(ResponseBody::Pong),
-            RequestBody::Facts => Ok(ResponseBody::Facts(topology::facts(std::path::Path::new("/")))),
+            RequestBody::Facts => Ok(ResponseBody::Facts(current_facts(true))),
             RequestBody::ReadFile { path } => {
                 std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
             }
@@ -85,6 +98,22 @@ fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> 
             _ => {}
         }
     }
+}
+
+/// Controllers enabled at set-up.
+static CONTROLLERS: OnceLock<Vec<String>> = OnceLock::new();
+/// `/proc/kallsyms` line count, set by a thread started after Ready.
+static KALLSYMS: OnceLock<u64> = OnceLock::new();
+
+/// The facts as they are now; `with_kallsyms` waits for the kallsyms count.
+fn current_facts(with_kallsyms: bool) -> GuestFacts {
+    let mut f = topology::facts(std::path::Path::new("/"));
+    f.cgroup_controllers = CONTROLLERS.get().cloned().unwrap_or_default();
+    if with_kallsyms {
+        f.kallsyms = *KALLSYMS.wait();
+    }
+    f.uptime_ms = setup::uptime_ms();
+    f
 }
 
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {

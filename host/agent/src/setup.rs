@@ -80,3 +80,13 @@ pub fn raw_tty(dev: &File) {
         libc::tcsetattr(fd, libc::TCSANOW, &t);
     }
 }
+
+/// Milliseconds since boot, suspend included (CLOCK_BOOTTIME).
+pub fn uptime_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}

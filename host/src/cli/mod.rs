@@ -2,7 +2,9 @@
 //! environment error.
 
 mod inspect;
+mod kernel;
 mod plan;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,10 @@ pub enum Command {
     /// Show a component's contract version, imports, exports, describe() and
     /// whether it may run.
     Inspect(inspect::InspectArgs),
+    /// Fetch the default guest kernel and list the cached kernels.
+    Kernel(kernel::KernelArgs),
+    /// Boot a guest and look at it.
+    Vm(vm::VmArgs),
 }
 
 /// Sandbox bounds and cache, shared by every command that loads components.
@@ -109,5 +115,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Plan(a) => plan::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Kernel(a) => kernel::kernel_command(a),
+        Command::Vm(a) => vm::run(a),
     }
 }

@@ -11,6 +11,7 @@ mod apt;
 mod cache;
 mod config;
 mod fetch;
+mod resolve;
 mod sources;
 mod vmlinux;
 
@@ -18,5 +19,6 @@ pub use apt::AptTools;
 pub use cache::{KernelCache, KernelEntry, PackageRecord};
 pub use config::{check, ConfigValue, Finding, KernelConfig, Need, OptionState, Severity};
 pub use fetch::{fetch, fetch_modules, fetch_with, FetchEvent, FetchOptions};
+pub use resolve::{resolve_kernel, resolve_kernel_in, ResolvedKernel};
 pub use sources::{find_debian_source, DebianSource};
 pub use vmlinux::{extract_vmlinux, inspect_elf, ElfInfo, VmlinuxError};

@@ -13,6 +13,8 @@ const KEEP: usize = 400;
 pub struct Console {
     lines: Arc<Mutex<VecDeque<String>>>,
     panicked: Arc<AtomicBool>,
+    /// The first "Kernel panic" line, with the reason.
+    panic_line: Arc<Mutex<Option<String>>>,
 }
 
 impl Console {
@@ -34,6 +36,9 @@ impl Console {
     fn push(&self, line: String) {
         tracing::debug!(target: "schedbox::guest_console", "{line}");
         if line.contains("Kernel panic - not syncing") {
+            if let Ok(mut p) = self.panic_line.lock() {
+                p.get_or_insert_with(|| line.clone());
+            }
             self.panicked.store(true, Ordering::SeqCst);
         }
         if let Ok(mut l) = self.lines.lock() {
@@ -47,6 +52,11 @@ impl Console {
     /// Whether the kernel printed a panic.
     pub fn panicked(&self) -> bool {
         self.panicked.load(Ordering::SeqCst)
+    }
+
+    /// The kernel's panic line (`Kernel panic - not syncing: <reason>`), once seen.
+    pub fn panic_line(&self) -> Option<String> {
+        self.panic_line.lock().ok().and_then(|p| p.clone())
     }
 
     /// The last `n` lines, joined.
@@ -74,6 +84,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(c.panicked());
+        assert!(c.panic_line().unwrap().ends_with("Attempted to kill init!"));
         assert_eq!(c.tail(2), "Kernel panic - not syncing: Attempted to kill init!\nend");
     }
 }

@@ -7,6 +7,7 @@
 mod agent_link;
 mod console;
 mod guest_ram;
+mod prepare;
 pub mod qemu;
 mod topology;
 mod tsc;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use agent_link::AgentLink;
 pub use console::Console;
 pub use guest_ram::GuestRam;
+pub use prepare::{find_agent, parse_memory_mib, prepare_boot, BootRequest};
 pub use schedbox_wire::GuestFacts;
 pub use topology::{parse_topology, TopologyError};
 pub use tsc::host_tsc_khz;
@@ -47,6 +49,8 @@ pub struct BootSpec {
     pub boot_timeout: Duration,
     /// How long a request may wait for the agent's answer.
     pub request_timeout: Duration,
+    /// Boot q35 even for one NUMA node (microvm needs virtio_mmio.ko staged).
+    pub prefer_q35: bool,
 }
 
 impl BootSpec {
@@ -59,6 +63,7 @@ impl BootSpec {
             extra_cmdline: String::new(),
             boot_timeout: Duration::from_secs(90),
             request_timeout: Duration::from_secs(30),
+            prefer_q35: false,
         }
     }
 }
@@ -83,8 +88,8 @@ pub enum MachineError {
     Unavailable { backend: BackendKind, why: String },
     #[error("starting the VM failed: {0}")]
     Spawn(String),
-    #[error("the guest kernel panicked during {phase}; last console lines:\n{console}")]
-    KernelPanic { phase: &'static str, console: String },
+    #[error("the guest kernel panicked during {phase}: {panic}\nlast console lines:\n{console}")]
+    KernelPanic { phase: &'static str, panic: String, console: String },
     #[error("the guest did not report Ready within {secs} s (boot watchdog); last console lines:\n{console}")]
     BootTimeout { secs: u64, console: String },
     #[error("the agent did not answer {what} within {secs} s (hung guest?); last console lines:\n{console}")]

@@ -49,7 +49,7 @@ pub fn kernel_cmdline(spec: &BootSpec, tsc_khz: u64) -> String {
 
 /// Whether the spec needs q35 (NUMA needs ACPI SRAT, which microvm lacks).
 pub fn needs_q35(spec: &BootSpec) -> bool {
-    spec.topology.numa_nodes > 1
+    spec.topology.numa_nodes > 1 || spec.prefer_q35
 }
 
 /// The full argument list (without the program name).

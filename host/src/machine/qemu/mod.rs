@@ -63,12 +63,20 @@ fn alive(child: &mut Child, console: &Console, phase: &'static str) -> Result<()
     if console.panicked() {
         // Give the panic's trace a moment to reach the console.
         std::thread::sleep(Duration::from_millis(200));
-        return Err(MachineError::KernelPanic { phase, console: console.tail(40) });
+        return Err(MachineError::KernelPanic {
+            phase,
+            panic: console.panic_line().unwrap_or_default(),
+            console: console.tail(40),
+        });
     }
     if let Some(status) = child.try_wait()? {
         std::thread::sleep(Duration::from_millis(100));
         if console.panicked() {
-            return Err(MachineError::KernelPanic { phase, console: console.tail(40) });
+            return Err(MachineError::KernelPanic {
+                phase,
+                panic: console.panic_line().unwrap_or_default(),
+                console: console.tail(40),
+            });
         }
         return Err(MachineError::Exited { status: status.to_string(), console: console.tail(40) });
     }

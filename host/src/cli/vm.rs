@@ -1,0 +1,130 @@
+//! `schedbox vm info`: boot a guest, print what it reports, power it off.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use schedbox::machine::{self, parse_memory_mib, parse_topology, BackendKind, BootRequest, BootTimes, GuestFacts};
+
+use super::Failure;
+
+#[derive(Args, Debug)]
+pub struct VmArgs {
+    #[command(subcommand)]
+    pub command: VmCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmCommand {
+    /// Boot a guest, print what its agent reports (topology, kernel, sched_ext), power off.
+    Info(InfoArgs),
+}
+
+/// Options of every command that boots a guest.
+#[derive(Args, Debug, Clone)]
+pub struct GuestArgs {
+    /// VM backend (default: qemu until the kvm backend lands).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Kernel to boot: a bzImage or vmlinux (default: the newest `schedbox kernel fetch`ed one).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Guest shape: <nodes>n<llcs per node>l<cores per llc>c<threads per core>t.
+    #[arg(long, default_value = "1n2l2c1t")]
+    pub topology: String,
+    /// Guest memory, e.g. 1G or 512M.
+    #[arg(long, default_value = "1G")]
+    pub memory: String,
+    /// Boot watchdog, seconds.
+    #[arg(long, default_value_t = 90)]
+    pub boot_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Info<'a> {
+    backend: BackendKind,
+    kernel_release: &'a str,
+    cpus_online: &'a [u32],
+    llc_groups: &'a [Vec<u32>],
+    numa_nodes: &'a [Vec<u32>],
+    sched_ext_state: &'a str,
+    cgroup_controllers: &'a [String],
+    kallsyms: u64,
+    boot: BootTimes,
+}
+
+/// Boots per `g` with a progress spinner; errors carry exit code 2.
+pub fn boot(g: &GuestArgs) -> Result<Box<dyn machine::Machine>, Failure> {
+    let env = |e: anyhow::Error| Failure::usage(e);
+    let topology = parse_topology(&g.topology).map_err(|e| env(e.into()))?;
+    let memory_mib = parse_memory_mib(&g.memory).map_err(env)?;
+    let backend = machine::select_backend(g.backend).map_err(|e| env(e.into()))?;
+    let req = BootRequest { kernel: g.kernel.clone(), topology, memory_mib, staged: Vec::new() };
+    let mut spec = machine::prepare_boot(&req).map_err(env)?;
+    spec.boot_timeout = Duration::from_secs(g.boot_timeout);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("booting a {topology} guest on {backend:?}"));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let m = machine::boot(backend, &spec);
+    bar.finish_and_clear();
+    m.map_err(|e| Failure::usage(e.into()))
+}
+
+pub fn run(a: VmArgs) -> Result<u8, Failure> {
+    match a.command {
+        VmCommand::Info(i) => info(i),
+    }
+}
+
+fn info(a: InfoArgs) -> Result<u8, Failure> {
+    let mut m = boot(&a.guest)?;
+    // Ready carries the topology; the kallsyms count arrives with a Facts request.
+    let fresh = match m.request(schedbox_wire::RequestBody::Facts) {
+        Ok(schedbox_wire::ResponseBody::Facts(f)) => f,
+        Ok(other) => return Err(Failure::usage(anyhow::anyhow!("agent answered Facts with {other:?}"))),
+        Err(e) => return Err(Failure::usage(e.into())),
+    };
+    let f: &GuestFacts = &fresh;
+    let info = Info {
+        backend: m.backend(),
+        kernel_release: &f.kernel_release,
+        cpus_online: &f.cpus_online,
+        llc_groups: &f.llc_groups,
+        numa_nodes: &f.numa_nodes,
+        sched_ext_state: &f.sched_ext_state,
+        cgroup_controllers: &f.cgroup_controllers,
+        kallsyms: f.kallsyms,
+        boot: m.boot_times(),
+    };
+    let text = if a.json {
+        serde_json::to_string_pretty(&info).map_err(|e| Failure::usage(e.into()))?
+    } else {
+        format!(
+            "backend      {:?}\nkernel       {}\ncpus online  {:?}\nllc groups   {:?}\nnuma nodes   {:?}\n\
+             sched_ext    {}\ncgroups      {}\nkallsyms     {} symbols\nboot         setup {} ms, kernel {} ms (guest clock), agent ready {} ms",
+            info.backend,
+            info.kernel_release,
+            info.cpus_online,
+            info.llc_groups,
+            info.numa_nodes,
+            info.sched_ext_state,
+            info.cgroup_controllers.join(" "),
+            info.kallsyms,
+            info.boot.setup_ms,
+            info.boot.kernel_ms,
+            info.boot.agent_ready_ms
+        )
+    };
+    println!("{text}");
+    m.power_off().map_err(|e| Failure::usage(e.into()))?;
+    Ok(0)
+}

@@ -1,0 +1,100 @@
+//! From "boot this topology with that kernel" to a [`BootSpec`]: resolve the
+//! kernel, find the agent binary, and build (or reuse) the initramfs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::BootSpec;
+use crate::initramfs::{build_cached, InitramfsSpec};
+use crate::kernel::resolve_kernel;
+use crate::op_model::Topology;
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct BootRequest {
+    pub kernel: Option<PathBuf>,
+    pub topology: Topology,
+    pub memory_mib: u64,
+    /// Files staged into the initramfs: (guest path, host path).
+    pub staged: Vec<(String, PathBuf)>,
+}
+
+/// Module giving microvm its virtio transport (not built into Debian's kernel).
+const VIRTIO_MMIO: &str = "kernel/drivers/virtio/virtio_mmio.ko.xz";
+
+/// The static agent binary: `SCHEDBOX_AGENT`, else next to this executable's
+/// target directory (`target/x86_64-unknown-linux-musl/release/`), else beside it.
+pub fn find_agent() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SCHEDBOX_AGENT") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("SCHEDBOX_AGENT={} does not name a file", p.display());
+    }
+    let exe = std::env::current_exe().context("locating the schedbox executable")?;
+    let dirs: Vec<&Path> = exe.ancestors().skip(1).take(4).collect();
+    let musl = dirs.iter().map(|d| d.join("x86_64-unknown-linux-musl/release/schedbox-agent"));
+    let beside = dirs.iter().map(|d| d.join("schedbox-agent"));
+    // A host (glibc) build of the agent sits in target/debug too: only a static binary can be /init.
+    musl.chain(beside).find(|p| is_static_elf(p)).with_context(|| {
+        "the guest agent binary was not found: build it with `cargo xtask build-scenarios` \
+         (it is target/x86_64-unknown-linux-musl/release/schedbox-agent) or set SCHEDBOX_AGENT"
+            .to_owned()
+    })
+}
+
+/// Whether `path` is an ELF executable without a program interpreter (PT_INTERP).
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else { return false };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        b.get(at..at + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+    })
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    crate::sandbox::ComponentCache::default_root().context("no user cache directory (set XDG_CACHE_HOME)")
+}
+
+/// Builds the boot spec for `req`.
+pub fn prepare_boot(req: &BootRequest) -> Result<BootSpec> {
+    let kernel = resolve_kernel(req.kernel.as_deref())?;
+    let agent = find_agent()?;
+    let virtio_mmio = kernel.modules_dir.as_deref().map(|d| d.join(VIRTIO_MMIO)).filter(|p| p.is_file());
+    let prefer_q35 = virtio_mmio.is_none();
+    if prefer_q35 && req.topology.numa_nodes == 1 {
+        tracing::warn!(
+            "virtio_mmio.ko is not available for this kernel, so the guest boots on q35 (about 1 s slower); \
+             `schedbox kernel fetch --modules` enables the faster microvm machine"
+        );
+    }
+    let spec = InitramfsSpec { agent, modules: virtio_mmio.into_iter().collect(), staged: req.staged.clone() };
+    let initramfs = build_cached(&spec, &cache_dir()?).context("building the initramfs")?;
+    let mut boot = BootSpec::new(kernel.vmlinux, initramfs, req.topology);
+    boot.memory_mib = req.memory_mib;
+    boot.prefer_q35 = prefer_q35;
+    Ok(boot)
+}
+
+/// Parses a memory size like `1G`, `512M` or `768` (MiB).
+pub fn parse_memory_mib(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('G' | 'g') => (&s[..s.len() - 1], 1024),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().with_context(|| format!("memory size {s:?}: write e.g. 1G or 512M"))?;
+    if !(128..=65536).contains(&(n * mult)) {
+        bail!("memory size {s:?} is outside 128M..=64G");
+    }
+    Ok(n * mult)
+}
