@@ -37,7 +37,6 @@ fn hold(h: &HoldSpec, duration_ms: u64) -> String {
         HoldSpec::Frac(f) => format!("hold {:.0}% of {} ms = {:.0} ms", f * 100.0, duration_ms, f * duration_ms as f64),
         HoldSpec::FixedMs(ms) => format!("hold {ms} ms"),
         HoldSpec::LoopMs(ms) => format!("loop the ops every {ms} ms until the duration is used"),
-        other => format!("{other:?}"),
     }
 }
 

@@ -520,5 +520,9 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             IrqSelector::ByLabel(l) => args::name("IRQ label", l),
             IrqSelector::ByNumber(_) => Ok(()),
         },
+        other => Err(Problem::new(
+            format!("op {} has no validation rules in this host", other.kind().wit_name()),
+            "upgrade schedbox: this op is newer than the validator",
+        )),
     }
 }

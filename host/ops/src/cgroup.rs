@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CpusetSpec, WorkSpec};
+use crate::{CpusetSpec, WorkSpec};
 
 /// `cpu.max`: `quota_us` of CPU time per `period_us`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,12 +4,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CgroupDef, Op};
+use crate::{CgroupDef, Op};
 
 /// What the executor does after a step's ops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum HoldSpec {
     /// This fraction (0 < frac <= 1) of the scenario duration.
     Frac(f64),
@@ -81,7 +80,6 @@ impl Backdrop {
 /// Kernel features a scenario needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum KernelFeature {
     SchedExt,
     Btf,

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 /// What each worker does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum WorkType {
     /// Spin on the CPU.
     SpinWait,
@@ -47,7 +46,6 @@ pub enum Phase {
 /// Scheduling policy of each worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum SchedPolicy {
     Normal,
     Batch,
@@ -61,7 +59,6 @@ pub enum SchedPolicy {
 /// CPU affinity of each worker, resolved when the op applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum AffinityIntent {
     Inherit,
     RandomSubset(u32),

@@ -7,12 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AffinityIntent, CgroupDef, CpusetSpec, KernelTarget, KernelValueWidth, KernelWrite, WorkSpec};
+use crate::{AffinityIntent, CgroupDef, CpusetSpec, KernelTarget, KernelValueWidth, KernelWrite, WorkSpec};
 
 /// Where [`Op::Spawn`] puts its workers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum SpawnPlacement {
     /// The runner's own cgroup; no cgroup ops, `workers_pct` rejected.
     RunnerCgroup,
@@ -32,7 +31,6 @@ impl SpawnPlacement {
 /// Which IRQ [`Op::SteerIrq`] targets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum IrqSelector {
     /// The Linux IRQ number.
     ByNumber(u32),

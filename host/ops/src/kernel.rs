@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 /// (which components may write at all) lives outside the op model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum KernelTarget {
     /// A kernel image symbol, resolved with the runtime (KASLR) base.
     Symbol(String),
@@ -55,7 +54,6 @@ impl KernelTarget {
 /// A value to write; also the shape of a value read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum KernelValue {
     U32(u32),
     U64(u64),
@@ -78,7 +76,6 @@ impl KernelValue {
 /// The width of a kernel read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum KernelValueWidth {
     U32,
     U64,

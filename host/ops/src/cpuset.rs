@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 /// fractions, `index >= of` and empty exact sets are rejected before anything runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum CpusetSpec {
     /// All CPUs of one LLC.
     Llc(u32),

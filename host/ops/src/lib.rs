@@ -1,0 +1,22 @@
+//! The op model: the Rust mirror of the WIT contract that the validator, the
+//! executor and the guest agent work on. Serialises to the JSON of
+//! `schedbox plan --json`. Converted from the WIT in exactly one place
+//! (`schedbox::op_model`, in the host).
+
+mod cgroup;
+mod cpuset;
+mod kernel;
+mod op;
+pub mod results;
+mod stream;
+mod work;
+
+pub use cgroup::{CgroupDef, CpuMax, PayloadRef};
+pub use cpuset::CpusetSpec;
+pub use kernel::{KernelTarget, KernelValue, KernelValueWidth, KernelWrite, MAX_KERNEL_BYTES, PER_CPU_SYMBOLS};
+pub use op::{IrqSelector, Op, OpKind, SpawnPlacement};
+pub use stream::{Backdrop, HoldSpec, KernelFeature, OpStream, ScenarioInfo, Section, Step, Topology};
+pub use work::{AffinityIntent, Phase, SchedPolicy, WorkSpec, WorkType, WorkerCount};
+
+/// The contract version this host emits streams under.
+pub const CONTRACT_VERSION: &str = "schedbox:scenario@0.1.0";
