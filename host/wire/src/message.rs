@@ -1,6 +1,18 @@
 //! The messages. Requests carry an id; each gets exactly one response.
 
+use schedbox_ops::results::{CgroupProcs, PayloadExit, WorkerMetrics};
+use schedbox_ops::{CgroupDef, Op};
 use serde::{Deserialize, Serialize};
+
+/// Whose lifetime a cgroup, worker or payload created by a request follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// Lives until `EndScenario`.
+    Backdrop,
+    /// Lives until the next `EndStep`.
+    Step,
+}
 
 /// Facts the agent reports once it is ready.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,13 +34,13 @@ pub struct GuestFacts {
 }
 
 /// Host → agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
     pub body: RequestBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RequestBody {
@@ -44,6 +56,18 @@ pub enum RequestBody {
     Crash,
     /// Test hook: stop answering (the host's watchdog must notice).
     Hang,
+    /// Start a scenario: a fresh managed parent cgroup `/sys/fs/cgroup/schedbox`,
+    /// no cgroups, workers or payloads left from before (checked, else an error).
+    BeginScenario { name: String },
+    /// Create cgroups (knobs, cpuset, workers, payload) owned by `owner`.
+    Setup { owner: Owner, defs: Vec<CgroupDef> },
+    /// Apply one guest-side op; what it creates is owned by `owner`.
+    Apply { owner: Owner, op: Op },
+    /// Tear the step down: stop step-owned workers and payloads, thaw and
+    /// remove step-local cgroups; report their metrics.
+    EndStep,
+    /// Tear everything down (Backdrop included) and verify nothing is left.
+    EndScenario,
 }
 
 /// Agent → host.
@@ -65,4 +89,28 @@ pub enum ResponseBody {
     Facts(GuestFacts),
     File(String),
     Ok,
+    /// What an `Apply` or `Setup` produced.
+    Applied(Applied),
+    /// What a teardown collected.
+    Teardown(Teardown),
+}
+
+/// Observations an op produced while applying.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// `capture-cgroup-procs` results.
+    pub captures: Vec<CgroupProcs>,
+    /// Payloads that `wait-payload` / `kill-payload` reaped.
+    pub payloads: Vec<PayloadExit>,
+}
+
+/// What a teardown collected, and whether it left the guest clean.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Teardown {
+    /// Metrics of every worker set stopped, per cgroup (`""` = runner cgroup).
+    pub workers: Vec<WorkerMetrics>,
+    /// Payloads drained (killed) by the teardown.
+    pub payloads: Vec<PayloadExit>,
+    /// Anything that could not be removed (cgroup paths, pids): empty when clean.
+    pub leftovers: Vec<String>,
 }
