@@ -92,7 +92,15 @@ fn power_off_leaves_no_process_behind_and_guest_ram_is_mapped() {
     // Pause and resume through QMP; the agent answers afterwards.
     m.pause().unwrap();
     assert_eq!(m.status().unwrap(), "paused");
+    // Registers of every vCPU, read while parked: the guest idles in the kernel.
+    let regs = m.vcpu_registers().unwrap();
+    assert_eq!(regs.iter().map(|r| r.cpu).collect::<Vec<_>>(), vec![0, 1]);
+    for r in &regs {
+        assert!(r.rip >= 0xffff_8000_0000_0000, "vCPU {} RIP {:#x} is not a kernel address", r.cpu, r.rip);
+        assert_ne!(r.cr3, 0);
+    }
     m.resume().unwrap();
+    assert!(m.vcpu_registers().is_err(), "registers need a paused guest");
     assert!(matches!(m.request(RequestBody::Ping), Ok(ResponseBody::Pong)));
     Box::new(m).power_off().unwrap();
     assert!(process_gone(pid), "QEMU (pid {pid}) still runs after power-off");

@@ -104,6 +104,8 @@ pub enum MachineError {
     Io(#[from] std::io::Error),
     #[error("QMP: {0}")]
     Qmp(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A booted guest with a ready agent.
@@ -120,6 +122,8 @@ pub trait Machine: Send {
     /// Parks every vCPU (the freeze rendezvous); paired with [`Machine::resume`].
     fn pause(&mut self) -> Result<(), MachineError>;
     fn resume(&mut self) -> Result<(), MachineError>;
+    /// RIP, RSP and CR3 of every vCPU; the guest must be paused.
+    fn vcpu_registers(&mut self) -> Result<Vec<schedbox_ops::results::VcpuRegisters>, MachineError>;
     /// The last `n` lines the guest printed on its console.
     fn console_tail(&self, n: usize) -> String;
     /// Asks the agent to power off and waits for the VM to exit.

@@ -10,6 +10,8 @@ use crate::machine::BootSpec;
 pub struct VmPaths {
     pub qmp: PathBuf,
     pub agent: PathBuf,
+    /// QEMU's gdbstub (registers, hardware watchpoints).
+    pub gdb: PathBuf,
     /// One RAM file per NUMA node.
     pub ram: Vec<PathBuf>,
 }
@@ -19,6 +21,7 @@ impl VmPaths {
         Self {
             qmp: dir.join("qmp.sock"),
             agent: dir.join("agent.sock"),
+            gdb: dir.join("gdb.sock"),
             ram: (0..nodes).map(|n| ram_dir.join(format!("ram-node{n}"))).collect(),
         }
     }
@@ -96,6 +99,8 @@ pub fn qemu_args(spec: &BootSpec, paths: &VmPaths, tsc_khz: u64) -> Vec<String> 
     push(&["-serial", "stdio"]);
     push(&["-qmp", &format!("unix:{},server=on,wait=off", paths.qmp.display())]);
     push(&["-chardev", &format!("socket,id=agent,path={},server=on,wait=off", paths.agent.display())]);
+    push(&["-chardev", &format!("socket,id=gdb,path={},server=on,wait=off", paths.gdb.display())]);
+    push(&["-gdb", "chardev:gdb"]);
     if q35 {
         push(&["-device", "virtio-serial-pci,id=vser"]);
     } else {

@@ -4,12 +4,14 @@
 
 mod args;
 mod qmp;
+mod registers;
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
 pub use args::{kernel_cmdline, qemu_args, VmPaths};
@@ -201,6 +203,23 @@ impl Machine for QemuMachine {
 
     fn resume(&mut self) -> Result<(), MachineError> {
         self.qmp.execute("cont", None).map(|_| ())
+    }
+
+    fn vcpu_registers(&mut self) -> Result<Vec<VcpuRegisters>, MachineError> {
+        if self.qmp.status()? != "paused" {
+            return Err(MachineError::Unsupported(
+                "vCPU registers are read with the guest paused: pause it first".into(),
+            ));
+        }
+        let out = self
+            .qmp
+            .execute("human-monitor-command", Some(serde_json::json!({"command-line": "info registers -a"})))?;
+        let text = out.as_str().unwrap_or_default();
+        let regs = registers::parse_info_registers(text);
+        if regs.is_empty() {
+            return Err(MachineError::Qmp(format!("no registers in QEMU's answer: {}", &text[..text.len().min(200)])));
+        }
+        Ok(regs)
     }
 
     fn console_tail(&self, n: usize) -> String {

@@ -1,0 +1,168 @@
+//! The page shared by the agent and the workers of one spawn: one slot per worker with
+//! its iteration counter, its per-CPU histogram and a few futex words the worker groups
+//! (ping-pong pairs, fan-out, wake chains) coordinate through.
+//!
+//! The agent creates it as a memfd and maps it; each worker inherits the descriptor
+//! across exec (the spawn clears `FD_CLOEXEC` on it) and maps the same pages, so the
+//! agent reads the counters of a worker without asking it anything.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// CPUs the histogram tracks; samples from higher CPU ids are not recorded.
+pub const HIST_CPUS: usize = 64;
+
+/// One worker's slot: `iterations` at 0, futex words at 8.., the histogram at 64.
+const SLOT_BYTES: usize = 64 + HIST_CPUS * 8;
+const WORDS: usize = 8;
+
+/// The futex words of a slot. Group-wide words live in the group leader's slot.
+#[derive(Clone, Copy, Debug)]
+pub enum Word {
+    /// Members that passed the start barrier (leader's slot).
+    Ready = 0,
+    /// Whose turn it is in a ping-pong pair (leader's slot).
+    Turn = 1,
+    /// Fan-out round number (leader's slot).
+    Generation = 2,
+    /// Fan-out waiters done with the current round (leader's slot).
+    Acks = 3,
+    /// This worker holds the wake-chain token (own slot).
+    Token = 4,
+    /// A word nobody ever wakes (own slot).
+    Never = 5,
+}
+
+/// A shared mapping of `slots` worker slots.
+pub struct Shm {
+    fd: OwnedFd,
+    ptr: *mut u8,
+    len: usize,
+    slots: usize,
+}
+
+impl Shm {
+    /// A fresh zeroed mapping for `slots` workers (agent side).
+    pub fn create(slots: usize) -> io::Result<Self> {
+        // SAFETY: the name is a valid NUL-terminated string; memfd_create returns a new
+        // descriptor (or -1), which we take sole ownership of below.
+        let fd = unsafe { libc::memfd_create(c"schedbox-workers".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = Self::bytes(slots);
+        // SAFETY: ftruncate on a descriptor we own; no memory is involved.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Self::map(fd, slots)
+    }
+
+    /// Maps an inherited descriptor (worker side).
+    pub fn open(fd: RawFd, slots: usize) -> io::Result<Self> {
+        // SAFETY: the agent passed this descriptor to this process on purpose and nothing
+        // else in the worker uses it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::map(fd, slots)
+    }
+
+    fn bytes(slots: usize) -> usize {
+        (slots.max(1) * SLOT_BYTES).next_multiple_of(4096)
+    }
+
+    fn map(fd: OwnedFd, slots: usize) -> io::Result<Self> {
+        let len = Self::bytes(slots);
+        // SAFETY: a fresh shared mapping of `len` bytes of a memfd at least that large;
+        // the kernel picks the address, so no existing mapping is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd, ptr: ptr.cast(), len, slots })
+    }
+
+    /// The descriptor a spawned worker inherits.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn u64_at(&self, slot: usize, offset: usize) -> &AtomicU64 {
+        assert!(slot < self.slots && offset + 8 <= SLOT_BYTES && offset % 8 == 0);
+        // SAFETY: the offset is in bounds of the mapping (asserted) and 8-byte aligned
+        // (the mapping is page-aligned, slots and offsets are multiples of 8); the pages
+        // stay mapped while `self` lives, and all access goes through atomics, which is
+        // sound for memory shared with other processes.
+        unsafe { &*self.ptr.add(slot * SLOT_BYTES + offset).cast::<AtomicU64>() }
+    }
+
+    /// A futex word of `slot`.
+    pub fn word(&self, slot: usize, word: Word) -> &AtomicU32 {
+        let offset = 8 + 4 * word as usize;
+        assert!(slot < self.slots && (word as usize) < WORDS);
+        // SAFETY: in bounds (asserted) and 4-byte aligned; mapped while `self` lives;
+        // accessed only atomically (see `u64_at`).
+        unsafe { &*self.ptr.add(slot * SLOT_BYTES + offset).cast::<AtomicU32>() }
+    }
+
+    pub fn iterations(&self, slot: usize) -> &AtomicU64 {
+        self.u64_at(slot, 0)
+    }
+
+    /// How often `slot`'s worker was seen on `cpu`.
+    pub fn cpu_count(&self, slot: usize, cpu: usize) -> &AtomicU64 {
+        self.u64_at(slot, 64 + 8 * cpu.min(HIST_CPUS - 1))
+    }
+
+    /// `(cpu, samples)` for every CPU `slot`'s worker was seen on.
+    pub fn histogram(&self, slot: usize) -> Vec<(u32, u64)> {
+        (0..HIST_CPUS)
+            .map(|c| (c as u32, self.cpu_count(slot, c).load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, and no reference
+        // into it outlives `self` (all accessors borrow `self`).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_do_not_overlap_and_survive_a_second_mapping() {
+        let a = Shm::create(3).unwrap();
+        a.iterations(2).store(7, Ordering::Relaxed);
+        a.cpu_count(1, 5).store(9, Ordering::Relaxed);
+        a.word(0, Word::Turn).store(1, Ordering::Relaxed);
+        // SAFETY: dup of a descriptor we own; the copy is handed to `Shm::open`.
+        let dup = unsafe { libc::dup(a.raw_fd()) };
+        let b = Shm::open(dup, 3).unwrap();
+        assert_eq!(b.iterations(2).load(Ordering::Relaxed), 7);
+        assert_eq!(b.iterations(1).load(Ordering::Relaxed), 0);
+        assert_eq!(b.histogram(1), vec![(5, 9)]);
+        assert_eq!(b.word(0, Word::Turn).load(Ordering::Relaxed), 1);
+        assert_eq!(b.word(1, Word::Turn).load(Ordering::Relaxed), 0);
+    }
+}

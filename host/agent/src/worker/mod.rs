@@ -1,0 +1,178 @@
+//! The worker process: `/init worker <json spec>`, exec'd by the agent once per worker,
+//! already inside its cgroup. It sets its name, nice, policy and affinity, reports the
+//! outcome on the report pipe (one line: `<index> ok` or `<index> err <why>`), then runs
+//! its work type until killed, counting iterations and sampling its CPU into its slot of
+//! the shared page.
+
+mod work;
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+
+use schedbox_ops::{SchedPolicy, WorkType};
+use serde::{Deserialize, Serialize};
+
+use crate::shm::Shm;
+
+/// `argv[1]` that makes the agent binary a worker.
+pub const ARG: &str = "worker";
+/// `SCHED_EXT` (not in libc yet).
+pub const SCHED_EXT: libc::c_int = 7;
+
+/// Everything a worker needs, resolved by the agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// This worker's slot in the shared page (its index within the spawn).
+    pub index: u32,
+    pub work: WorkType,
+    pub policy: SchedPolicy,
+    pub nice: i8,
+    pub comm: Option<String>,
+    /// CPUs to pin to; `None` inherits the cgroup's cpuset.
+    pub cpus: Option<Vec<u32>>,
+    /// The shared page (inherited descriptor) and its slot count.
+    pub shm_fd: RawFd,
+    pub slots: u32,
+    /// The worker group this worker belongs to: slots `first..first + size`.
+    pub group_first: u32,
+    pub group_size: u32,
+    /// Pipe ends of a pipe-io pair: (read, write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<(RawFd, RawFd)>,
+    /// Where the set-up outcome goes.
+    pub report_fd: RawFd,
+}
+
+/// Workers per group: pairs, a waker plus its waiters, a chain; 1 otherwise.
+pub fn group_size(work: &WorkType) -> u32 {
+    match work {
+        WorkType::FutexPingPong { .. } | WorkType::PipeIo { .. } => 2,
+        WorkType::FutexFanOut { fan_out, .. } => fan_out.saturating_add(1),
+        WorkType::WakeChain { depth } => *depth,
+        _ => 1,
+    }
+}
+
+/// The worker's `main`; never returns.
+pub fn main(json: Option<&str>) -> ! {
+    let spec: WorkerSpec = match json.map(serde_json::from_str) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => fail_early(&format!("bad worker spec: {e}")),
+        None => fail_early("usage: init worker <json spec>"),
+    };
+    // SAFETY: the agent handed this descriptor to this process for the report alone.
+    let mut report = unsafe { std::fs::File::from_raw_fd(spec.report_fd) };
+    let shm = match set_up(&spec) {
+        Ok(shm) => shm,
+        Err(e) => {
+            let _ = writeln!(report, "{} err {}", spec.index, e.replace('\n', " "));
+            std::process::exit(1);
+        }
+    };
+    let _ = writeln!(report, "{} ok", spec.index);
+    drop(report);
+    work::run(&spec, &shm)
+}
+
+fn fail_early(msg: &str) -> ! {
+    eprintln!("schedbox worker: {msg}");
+    std::process::exit(2)
+}
+
+fn set_up(spec: &WorkerSpec) -> Result<Shm, String> {
+    let comm = spec.comm.clone().unwrap_or_else(|| format!("sbx-worker-{}", spec.index));
+    let mut name = [0u8; 16];
+    let n = comm.len().min(15);
+    name[..n].copy_from_slice(&comm.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `name`.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    if spec.nice != 0 {
+        // SAFETY: plain syscall on this process; no memory is passed.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, spec.nice.into()) } != 0 {
+            return Err(format!("setting nice {}: {}", spec.nice, std::io::Error::last_os_error()));
+        }
+    }
+    set_policy(&spec.policy)?;
+    if let Some(cpus) = &spec.cpus {
+        set_affinity(0, cpus).map_err(|e| format!("pinning to CPUs {cpus:?}: {e}"))?;
+    }
+    Shm::open(spec.shm_fd, spec.slots as usize).map_err(|e| format!("mapping the shared stats page: {e}"))
+}
+
+fn set_policy(policy: &SchedPolicy) -> Result<(), String> {
+    let (which, prio) = match policy {
+        SchedPolicy::Normal => return Ok(()),
+        SchedPolicy::Batch => (libc::SCHED_BATCH, 0),
+        SchedPolicy::Idle => (libc::SCHED_IDLE, 0),
+        SchedPolicy::Fifo(p) => (libc::SCHED_FIFO, i32::from(*p)),
+        SchedPolicy::Rr(p) => (libc::SCHED_RR, i32::from(*p)),
+        SchedPolicy::Ext => (SCHED_EXT, 0),
+    };
+    let param = libc::sched_param { sched_priority: prio };
+    // musl's sched_setscheduler() is a stub returning ENOSYS: use the raw syscall.
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this process.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, which, &param as *const libc::sched_param) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(match policy {
+        SchedPolicy::Ext => format!(
+            "setting policy SCHED_EXT: {e} (does the kernel have CONFIG_SCHED_CLASS_EXT and is a sched_ext \
+             scheduler allowed to take tasks? attach a scheduler first or use another policy)"
+        ),
+        other => format!("setting policy {other:?}: {e}"),
+    })
+}
+
+/// Pins `pid` (0 = this process) to `cpus`.
+pub fn set_affinity(pid: libc::pid_t, cpus: &[u32]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if (c as usize) < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(c as usize, &mut set);
+        }
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed, alive for the call.
+    if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schedbox_ops::Phase;
+
+    #[test]
+    fn spec_json_round_trips() {
+        for work in [
+            WorkType::SpinWait,
+            WorkType::Bursty { burst_ms: 3, sleep_ms: 4 },
+            WorkType::FutexFanOut { fan_out: 3, spin_iters: 100 },
+            WorkType::Sequence(vec![Phase::SpinMs(1), Phase::SleepMs(2), Phase::YieldMs(3)]),
+        ] {
+            let spec = WorkerSpec {
+                index: 3,
+                work: work.clone(),
+                policy: SchedPolicy::Fifo(10),
+                nice: -5,
+                comm: Some("hot".into()),
+                cpus: Some(vec![1, 3]),
+                shm_fd: 5,
+                slots: 4,
+                group_first: 0,
+                group_size: group_size(&work),
+                pipe: Some((7, 8)),
+                report_fd: 6,
+            };
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<WorkerSpec>(&json).unwrap(), spec, "{json}");
+        }
+        assert_eq!(group_size(&WorkType::FutexFanOut { fan_out: 3, spin_iters: 1 }), 4);
+        assert_eq!(group_size(&WorkType::PipeIo { burst_iters: 1 }), 2);
+        assert_eq!(group_size(&WorkType::Mixed), 1);
+    }
+}
