@@ -1,5 +1,6 @@
 //! schedbox: sandboxed WebAssembly scenarios against a real Linux kernel.
 pub mod contract;
+pub mod executor;
 pub mod initramfs;
 pub mod kernel;
 pub mod machine;

@@ -79,7 +79,7 @@ fn memory_bomb_is_stopped_by_the_memory_bound() {
     let err = sb.plan(&loaded).expect_err("memory-bomb wants 1 GiB");
     let (message, display) = expect_bound(err, "memory-bomb", "run", Bound::Memory);
     assert!(message.contains(&format!("the bound is {bound} bytes")), "{display}");
-    assert!(display.contains("raise it with --memory"), "no advice: {display}");
+    assert!(display.contains("raise it with --wasm-memory"), "no advice: {display}");
     still_usable(&sb);
 }
 

@@ -4,6 +4,7 @@
 mod inspect;
 mod kernel;
 mod plan;
+mod run;
 mod vm;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     Kernel(kernel::KernelArgs),
     /// Boot a guest and look at it.
     Vm(vm::VmArgs),
+    /// Run scenarios in a real guest: plan, boot, execute, check, report.
+    Run(run::RunArgs),
 }
 
 /// Sandbox bounds and cache, shared by every command that loads components.
@@ -45,8 +48,8 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = SandboxLimits::default().fuel)]
     pub fuel: u64,
     /// Linear-memory bound per scenario instance, MiB.
-    #[arg(long, value_name = "MIB", default_value_t = (SandboxLimits::default().memory_bytes >> 20) as u64)]
-    pub memory: u64,
+    #[arg(long = "wasm-memory", value_name = "MIB", default_value_t = (SandboxLimits::default().memory_bytes >> 20) as u64)]
+    pub wasm_memory: u64,
     /// Wasm stack bound, KiB.
     #[arg(long, value_name = "KIB", default_value_t = (SandboxLimits::default().stack_bytes >> 10) as u64)]
     pub stack_kib: u64,
@@ -68,7 +71,7 @@ impl SandboxArgs {
     pub fn sandbox(&self) -> Result<Sandbox, Failure> {
         let mut config = SandboxConfig::default();
         config.limits.fuel = self.fuel;
-        config.limits.memory_bytes = usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        config.limits.memory_bytes = usize::try_from(self.wasm_memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         config.limits.max_ops = self.max_ops;
         config.limits.stack_bytes = usize::try_from(self.stack_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX);
         config.wasi = !self.no_wasi;
@@ -117,5 +120,6 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => inspect::run(a),
         Command::Kernel(a) => kernel::kernel_command(a),
         Command::Vm(a) => vm::run(a),
+        Command::Run(a) => run::run(a),
     }
 }

@@ -64,11 +64,17 @@ struct Info<'a> {
 
 /// Boots per `g` with a progress spinner; errors carry exit code 2.
 pub fn boot(g: &GuestArgs) -> Result<Box<dyn machine::Machine>, Failure> {
+    boot_with(g, |_| {})
+}
+
+/// Like [`boot`], letting the caller adjust the request (staged files).
+pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result<Box<dyn machine::Machine>, Failure> {
     let env = |e: anyhow::Error| Failure::usage(e);
     let topology = parse_topology(&g.topology).map_err(|e| env(e.into()))?;
     let memory_mib = parse_memory_mib(&g.memory).map_err(env)?;
     let backend = machine::select_backend(g.backend).map_err(|e| env(e.into()))?;
-    let req = BootRequest { kernel: g.kernel.clone(), topology, memory_mib, staged: Vec::new() };
+    let mut req = BootRequest { kernel: g.kernel.clone(), topology, memory_mib, staged: Vec::new() };
+    adjust(&mut req);
     let mut spec = machine::prepare_boot(&req).map_err(env)?;
     spec.boot_timeout = Duration::from_secs(g.boot_timeout);
     let bar = indicatif::ProgressBar::new_spinner();

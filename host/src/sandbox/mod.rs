@@ -91,7 +91,7 @@ impl WasiView for HostState {
 
 /// A memory request over the bound: traps the guest with this error.
 #[derive(Debug, thiserror::Error)]
-#[error("linear memory would grow to {desired} bytes; the bound is {limit} bytes (raise it with --memory)")]
+#[error("linear memory would grow to {desired} bytes; the bound is {limit} bytes (raise it with --wasm-memory)")]
 pub struct MemoryBoundError {
     pub desired: usize,
     pub limit: usize,
