@@ -48,6 +48,18 @@ impl InitramfsSpec {
                 return Err(InitramfsError::BadPath { path: guest.clone(), why: "staged files go under /staging/" });
             }
             image.file(guest, host.as_path(), 0o755)?;
+            let libs = super::libs::shared_libraries(host).map_err(|source| InitramfsError::Read {
+                host: host.clone(),
+                guest: guest.clone(),
+                source,
+            })?;
+            for lib in libs {
+                let at = lib.to_string_lossy().into_owned();
+                // Two payloads needing the same library share one copy.
+                if !image.paths().any(|p| p == at) {
+                    image.file(&at, lib.as_path(), 0o755)?;
+                }
+            }
         }
         Ok(image)
     }

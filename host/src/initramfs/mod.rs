@@ -5,6 +5,7 @@
 
 mod cached;
 mod image;
+mod libs;
 mod newc;
 
 use std::path::PathBuf;
