@@ -82,9 +82,12 @@ fn demo(root: &Path) -> Result<()> {
     run(root, &bin, &["inspect", &scenario])?;
     run(root, &bin, &["plan", &scenario])?;
     run(root, &bin, &["vm", "info", "--topology", "1n2l2c1t"])?;
+    let report = root.join("target/demo-report.json");
+    run(root, &bin, &["run", &scenario, "--report", &report.to_string_lossy()])?;
     eprintln!(
-        "\nAbove: the scenario's validated op stream, and a real sched_ext kernel booted under QEMU with the\n\
-         topology it asks for. Executing op streams in the guest (`schedbox run`) is the next milestone."
+        "\nAbove: the scenario's validated op stream, the guest a real sched_ext kernel boots into, and the\n\
+         scenario executed there with its verdict (JSON report: {}).",
+        report.display()
     );
     Ok(())
 }

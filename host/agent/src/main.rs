@@ -5,11 +5,16 @@
 //! connects the data channel named by `schedbox.channel=` on the kernel command
 //! line (`auto`, the default: the virtio port named `schedbox`), reports `Ready`
 //! and serves requests until told to power off or the host goes away.
+//!
+//! The same binary is the worker process: `/init worker <json spec>` (see [`worker`]).
 
 mod channel;
+mod exec;
 mod modules;
 mod setup;
+mod shm;
 mod topology;
+mod worker;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
@@ -19,6 +24,10 @@ use std::sync::OnceLock;
 use schedbox_wire::{read_msg, write_msg, AgentMessage, GuestFacts, Request, RequestBody, ResponseBody, WireError};
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(worker::ARG) {
+        worker::main(args.get(2).map(String::as_str));
+    }
     if let Err(e) = agent() {
         console(&format!("schedbox-agent: fatal: {e}"));
     }
@@ -65,6 +74,7 @@ fn agent() -> Result<(), String> {
 }
 
 fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> {
+    let mut exec = exec::Executor::new();
     loop {
         let req: Request = match read_msg(reader) {
             Ok(r) => r,
@@ -76,15 +86,12 @@ fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> 
                 continue;
             }
         };
-        let result = match &req.body {
-            RequestBody::Ping => Ok(ResponseBody::Pong),
-            RequestBody::Facts => Ok(ResponseBody::Facts(current_facts(true))),
-            RequestBody::ReadFile { path } => {
-                std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
-            }
-            RequestBody::PowerOff | RequestBody::Crash | RequestBody::Hang => Ok(ResponseBody::Ok),
-            _ => Err("request not supported by this agent".to_owned()),
+        let result = match exec.handle(&req.body) {
+            Some(result) => result,
+            None => answer(&req.body),
         };
+        // PID 1 inherits every orphan: collect them after each request.
+        exec.reap();
         write_msg(writer, &AgentMessage::Response { id: req.id, result }).map_err(|e| e.to_string())?;
         match req.body {
             RequestBody::PowerOff => return Ok(()),
@@ -97,6 +104,19 @@ fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> 
             },
             _ => {}
         }
+    }
+}
+
+/// The answer to a request that is not the executor's.
+fn answer(body: &RequestBody) -> Result<ResponseBody, String> {
+    match body {
+        RequestBody::Ping => Ok(ResponseBody::Pong),
+        RequestBody::Facts => Ok(ResponseBody::Facts(current_facts(true))),
+        RequestBody::ReadFile { path } => {
+            std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
+        }
+        RequestBody::PowerOff | RequestBody::Crash | RequestBody::Hang => Ok(ResponseBody::Ok),
+        _ => Err("request not supported by this agent".to_owned()),
     }
 }
 

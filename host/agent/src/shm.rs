@@ -98,12 +98,8 @@ impl Shm {
         self.fd.as_raw_fd()
     }
 
-    pub fn slots(&self) -> usize {
-        self.slots
-    }
-
     fn u64_at(&self, slot: usize, offset: usize) -> &AtomicU64 {
-        assert!(slot < self.slots && offset + 8 <= SLOT_BYTES && offset % 8 == 0);
+        assert!(slot < self.slots && offset + 8 <= SLOT_BYTES && offset.is_multiple_of(8));
         // SAFETY: the offset is in bounds of the mapping (asserted) and 8-byte aligned
         // (the mapping is page-aligned, slots and offsets are multiples of 8); the pages
         // stay mapped while `self` lives, and all access goes through atomics, which is

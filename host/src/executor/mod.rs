@@ -87,11 +87,16 @@ impl Run<'_> {
         if let Some(why) = unsupported(op.kind()) {
             return Err(format!("{}: {why}", op.kind().wit_name()));
         }
+        let name = op.kind().wit_name();
         let op = self.with_default_args(op);
         match self.request(RequestBody::Apply { owner, op }) {
             Ok(r) => {
                 self.absorb(r);
                 Ok(())
+            }
+            // The agent's chain starts with the op's name, which the caller already gives.
+            Err(MachineError::Agent { message, .. }) => {
+                Err(message.strip_prefix(name).and_then(|m| m.strip_prefix(": ")).unwrap_or(&message).to_owned())
             }
             Err(e) => Err(e.to_string()),
         }

@@ -62,14 +62,19 @@ pub fn main(json: Option<&str>) -> ! {
     };
     // SAFETY: the agent handed this descriptor to this process for the report alone.
     let mut report = unsafe { std::fs::File::from_raw_fd(spec.report_fd) };
+    // One write per line: the lines of all workers share the pipe, and writes of up to
+    // PIPE_BUF bytes are never interleaved.
     let shm = match set_up(&spec) {
         Ok(shm) => shm,
         Err(e) => {
-            let _ = writeln!(report, "{} err {}", spec.index, e.replace('\n', " "));
+            let mut line = format!("{} err {}", spec.index, e.replace('\n', " "));
+            let cut = (0..=line.len().min(500)).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+            line.truncate(cut);
+            let _ = report.write_all(format!("{line}\n").as_bytes());
             std::process::exit(1);
         }
     };
-    let _ = writeln!(report, "{} ok", spec.index);
+    let _ = report.write_all(format!("{} ok\n", spec.index).as_bytes());
     drop(report);
     work::run(&spec, &shm)
 }
@@ -108,7 +113,9 @@ fn set_policy(policy: &SchedPolicy) -> Result<(), String> {
         SchedPolicy::Rr(p) => (libc::SCHED_RR, i32::from(*p)),
         SchedPolicy::Ext => (SCHED_EXT, 0),
     };
-    let param = libc::sched_param { sched_priority: prio };
+    // SAFETY: sched_param is plain old data (musl's has extra fields); zero is valid.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = prio;
     // musl's sched_setscheduler() is a stub returning ENOSYS: use the raw syscall.
     // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this process.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, which, &param as *const libc::sched_param) };
@@ -131,7 +138,8 @@ pub fn set_affinity(pid: libc::pid_t, cpus: &[u32]) -> std::io::Result<()> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
         if (c as usize) < libc::CPU_SETSIZE as usize {
-            libc::CPU_SET(c as usize, &mut set);
+            // SAFETY: the index is below CPU_SETSIZE, so the bit lies inside `set`.
+            unsafe { libc::CPU_SET(c as usize, &mut set) };
         }
     }
     // SAFETY: `set` is a valid cpu_set_t of the size passed, alive for the call.

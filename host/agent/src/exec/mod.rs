@@ -1,0 +1,162 @@
+//! The executor: what the agent does for `BeginScenario`, `Setup`, `Apply`, `EndStep`
+//! and `EndScenario`. It owns the scenario's state — the managed cgroups with their
+//! owner, the worker processes, the payloads — and tears it down so that nothing
+//! outlives its step or scenario.
+//!
+//! Scenario cgroups are flat children of [`cgroupfs::PARENT`]. Every error names the op
+//! (or request), the cgroup and what to do; nothing the kernel refuses is a silent success.
+
+mod apply;
+mod cgroupfs;
+mod cgroups;
+mod cpuset;
+mod irq;
+mod payload;
+mod procstat;
+mod spawn;
+mod workers;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schedbox_ops::results::WorkerMetrics;
+use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
+
+use cpuset::Topo;
+use payload::Payload;
+use workers::Worker;
+
+/// A managed cgroup.
+struct Cgroup {
+    owner: Owner,
+    /// Who froze it, while frozen: a step's freeze is undone at its `EndStep`.
+    frozen_by: Option<Owner>,
+}
+
+/// The scenario state.
+#[derive(Default)]
+pub struct Executor {
+    topo: Topo,
+    cgroups: BTreeMap<String, Cgroup>,
+    workers: Vec<Worker>,
+    payloads: Vec<Payload>,
+    /// Metrics of workers stopped by stop-cgroup / remove-cgroup, reported by the next teardown.
+    stopped: Vec<WorkerMetrics>,
+}
+
+impl Executor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Handles a scenario request; `None` for requests that are not the executor's.
+    pub fn handle(&mut self, body: &RequestBody) -> Option<Result<ResponseBody, String>> {
+        let begun = Path::new(cgroupfs::PARENT).is_dir();
+        let result = match body {
+            RequestBody::Setup { .. } | RequestBody::Apply { .. } if !begun => {
+                Err("no scenario is running in the guest: send BeginScenario first".to_owned())
+            }
+            RequestBody::BeginScenario { name } => self.begin(name).map(|()| ResponseBody::Ok),
+            RequestBody::Setup { owner, defs } => defs
+                .iter()
+                .try_for_each(|def| self.add_def(def, *owner).map_err(|e| format!("setup: {e}")))
+                .map(|()| ResponseBody::Applied(Applied::default())),
+            RequestBody::Apply { owner, op } => {
+                self.apply(*owner, op).map(ResponseBody::Applied).map_err(|e| format!("{}: {e}", op.kind().wit_name()))
+            }
+            RequestBody::EndStep => Ok(ResponseBody::Teardown(self.teardown(false))),
+            RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
+            _ => return None,
+        };
+        Some(result)
+    }
+
+    /// Reaps exited children: payloads keep their status for wait-payload, workers are
+    /// marked gone, orphans the kernel re-parented to PID 1 are just collected.
+    pub fn reap(&mut self) {
+        for (pid, status) in spawn::reap_any() {
+            if let Some(p) = self.payloads.iter_mut().find(|p| p.pid == pid && p.status.is_none()) {
+                p.status = Some(status);
+            } else if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid && w.alive) {
+                w.alive = false;
+            }
+        }
+    }
+
+    fn begin(&mut self, name: &str) -> Result<(), String> {
+        let leftovers = self.teardown(true).leftovers;
+        if !leftovers.is_empty() {
+            return Err(format!(
+                "cannot start scenario {name:?}: what the previous scenario left could not be removed: {}",
+                leftovers.join(", ")
+            ));
+        }
+        self.topo = Topo::read();
+        cgroupfs::create_parent(&cpuset::format_cpu_list(&self.topo.online))
+            .map_err(|e| format!("creating the managed cgroup parent: {e}"))
+    }
+
+    /// Stops what `all` (the scenario) or the step owns — metrics first — and removes
+    /// its cgroups; reports what could not be removed.
+    fn teardown(&mut self, all: bool) -> Teardown {
+        self.reap();
+        let doomed: Vec<String> =
+            self.cgroups.iter().filter(|(_, c)| all || c.owner == Owner::Step).map(|(n, _)| n.clone()).collect();
+        let worker_doomed = |w: &Worker| all || w.owner == Owner::Step || doomed.contains(&w.cgroup);
+        let mut report = Teardown { workers: std::mem::take(&mut self.stopped), ..Teardown::default() };
+        workers::merge_metrics(&mut report.workers, workers::metrics(self.workers.iter().filter(|w| worker_doomed(w))));
+
+        // Thaw first: what the step froze, and every cgroup about to go.
+        for (name, cg) in self.cgroups.iter_mut() {
+            let step_froze = cg.frozen_by == Some(Owner::Step);
+            if cg.frozen_by.is_some() && (all || step_froze || doomed.contains(name)) {
+                if let Err(e) = cgroupfs::set_frozen(&cgroupfs::dir(name), false) {
+                    report.leftovers.push(format!("cgroup {name:?} stays frozen: {e}"));
+                }
+                cg.frozen_by = None;
+            }
+        }
+        let killed: Vec<u32> = self.workers.iter().filter(|w| worker_doomed(w)).map(|w| w.pid).collect();
+        workers::stop_all(self.workers.iter_mut().filter(|w| worker_doomed(w)));
+        self.workers.retain(|w| w.alive);
+        let (gone, kept): (Vec<Payload>, Vec<Payload>) = std::mem::take(&mut self.payloads)
+            .into_iter()
+            .partition(|p| all || p.owner == Owner::Step || p.cgroup.as_ref().is_some_and(|c| doomed.contains(c)));
+        self.payloads = kept;
+        for mut p in gone {
+            p.kill();
+            report.payloads.push(p.exit());
+        }
+        for name in doomed {
+            self.cgroups.remove(&name);
+            if let Err(e) = self.remove_dir(&cgroupfs::dir(&name)) {
+                report.leftovers.push(e);
+            }
+        }
+        if all {
+            let parent = Path::new(cgroupfs::PARENT);
+            if parent.exists() {
+                let mut reap = || self.reap();
+                if let Err(e) = cgroupfs::remove_tree(parent, &mut reap) {
+                    report.leftovers.push(e);
+                }
+            }
+            if parent.exists() {
+                report.leftovers.push(format!("{} still exists", parent.display()));
+            }
+        }
+        report
+            .leftovers
+            .extend(killed.into_iter().filter(|p| workers::pid_exists(*p)).map(|p| format!("worker pid {p}")));
+        report
+    }
+
+    /// Kills whatever is left in a cgroup and removes it, reaping while it waits.
+    fn remove_dir(&mut self, dir: &Path) -> Result<(), String> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let _ = cgroupfs::kill_all(dir);
+        cgroupfs::rmdir(dir, || self.reap())
+    }
+}

@@ -1,0 +1,352 @@
+//! Worker processes: one process per worker, started inside its cgroup, coordinated and
+//! counted through a shared page per spawn.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use schedbox_ops::results::WorkerMetrics;
+use schedbox_ops::{AffinityIntent, WorkSpec, WorkType, WorkerCount};
+use schedbox_wire::Owner;
+
+use super::cpuset::{self, AffinityCtx, Topo};
+use super::{cgroupfs, procstat, spawn};
+use crate::shm::Shm;
+use crate::worker::{self, WorkerSpec};
+
+/// How long workers may take to report their set-up after the last one started.
+const REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// One worker process.
+pub struct Worker {
+    pub pid: u32,
+    /// Scenario cgroup; `""` for runner-cgroup workers.
+    pub cgroup: String,
+    pub owner: Owner,
+    /// Index within its spawn (its slot; round-robin key for single-CPU affinity).
+    pub index: u32,
+    pub shm: Rc<Shm>,
+    /// False once reaped.
+    pub alive: bool,
+}
+
+/// The CPUs a worker in `cgroup` (`None`: the runner's) may use.
+pub fn allowed_cpus(cgroup: Option<&str>, topo: &Topo) -> Result<Vec<u32>, String> {
+    match cgroup {
+        Some(name) => cgroupfs::effective_cpus(&cgroupfs::dir(name)),
+        None => Ok(topo.online.clone()),
+    }
+}
+
+/// Workers for `spec`: the count, or the percentage of the cgroup's CPUs, rounded up to
+/// whole groups for the paired work types.
+pub fn count(spec: &WorkSpec, allowed: usize, runner: bool) -> Result<u32, String> {
+    let group = worker::group_size(&spec.work).max(1);
+    let n = match spec.workers {
+        WorkerCount::Count(n) => n,
+        WorkerCount::Pct(_) if runner => {
+            return Err("workers-pct needs a cgroup (its cpuset is the denominator); use a worker count".into())
+        }
+        WorkerCount::Pct(p) => ((p / 100.0 * allowed as f64).round() as u32).max(1).next_multiple_of(group),
+    };
+    if n % group != 0 {
+        return Err(format!(
+            "{} runs in groups of {group} workers; {n} is not a multiple of {group}",
+            work_name(&spec.work)
+        ));
+    }
+    Ok(n)
+}
+
+fn work_name(w: &WorkType) -> String {
+    format!("{w:?}").split([' ', '(', '{']).next().unwrap_or_default().to_owned()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("creating a pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn siblings(cpu: u32) -> Vec<u32> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+    std::fs::read_to_string(path).map(|s| crate::topology::parse_cpu_list(&s)).unwrap_or_else(|_| vec![cpu])
+}
+
+fn random_below(seed: &mut u64) -> impl FnMut(usize) -> usize + '_ {
+    move |n| {
+        // xorshift64: random-subset needs variety, not quality.
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n.max(1) as u64) as usize
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.as_nanos() as u64) | 1
+}
+
+/// Starts the workers of `spec` in `cgroup` (`None`: the runner's cgroup) and waits until
+/// each reported its set-up; on any failure none is left running.
+pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -> Result<Vec<Worker>, String> {
+    let allowed = allowed_cpus(cgroup, topo)?;
+    let n = count(spec, allowed.len(), cgroup.is_none())?;
+    let group = worker::group_size(&spec.work).max(1);
+    let shm = Rc::new(Shm::create(n as usize).map_err(|e| format!("creating the workers' shared page: {e}"))?);
+    let (report_r, report_w) = pipe()?;
+    // The agent's copies of the pipe-io ends stay open until every worker inherited its own.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let mut pipes = Vec::new();
+    if matches!(spec.work, WorkType::PipeIo { .. }) {
+        for _ in 0..n / 2 {
+            let (ab, ba) = (pipe()?, pipe()?);
+            // Position 0 writes a→b and reads b→a; position 1 the other way round.
+            pipes.push([(ba.0.as_raw_fd(), ab.1.as_raw_fd()), (ab.0.as_raw_fd(), ba.1.as_raw_fd())]);
+            held.extend([ab.0, ab.1, ba.0, ba.1]);
+        }
+    }
+    let cx = AffinityCtx { allowed: &allowed, topo, siblings: &siblings };
+    let mut seed = seed();
+    let mut random = random_below(&mut seed);
+    let mut started: Vec<Worker> = Vec::new();
+    for index in 0..n {
+        let cpus = match cpuset::affinity(&spec.affinity, index, &cx, &mut random) {
+            Ok(c) => c,
+            Err(e) => return fail(&mut started, format!("affinity {:?}: {e}", spec.affinity)),
+        };
+        let pipe = pipes.get((index / 2) as usize).filter(|_| group == 2).map(|p| p[(index % 2) as usize]);
+        let wspec = WorkerSpec {
+            index,
+            work: spec.work.clone(),
+            policy: spec.policy.clone(),
+            nice: spec.nice,
+            comm: spec.comm.clone(),
+            cpus,
+            shm_fd: shm.raw_fd(),
+            slots: n,
+            group_first: index - index % group,
+            group_size: group,
+            pipe,
+            report_fd: report_w.as_raw_fd(),
+        };
+        let json = match serde_json::to_string(&wspec) {
+            Ok(j) => j,
+            Err(e) => return fail(&mut started, format!("encoding the worker spec: {e}")),
+        };
+        let mut inherit: Vec<RawFd> = vec![shm.raw_fd(), report_w.as_raw_fd()];
+        inherit.extend(pipe.iter().flat_map(|&(r, w)| [r, w]));
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("schedbox-worker").arg(worker::ARG).arg(json).stdin(Stdio::null());
+        if let Err(e) = spawn::place(&mut cmd, cgroup, inherit) {
+            return fail(&mut started, e);
+        }
+        match cmd.spawn() {
+            Ok(child) => started.push(Worker {
+                pid: child.id(),
+                cgroup: cgroup.unwrap_or_default().to_owned(),
+                owner,
+                index,
+                shm: shm.clone(),
+                alive: true,
+            }),
+            Err(e) => return fail(&mut started, format!("starting worker {index} of {n}: {e}")),
+        }
+    }
+    drop(report_w);
+    drop(held);
+    if let Err(e) = read_reports(report_r, n) {
+        return fail(&mut started, e);
+    }
+    Ok(started)
+}
+
+/// Kills the workers started so far and fails with `msg`.
+fn fail(started: &mut [Worker], msg: String) -> Result<Vec<Worker>, String> {
+    stop_all(started.iter_mut());
+    Err(msg)
+}
+
+/// Reads one `<index> ok|err <why>` line per worker.
+fn read_reports(from: OwnedFd, n: u32) -> Result<(), String> {
+    let deadline = Instant::now() + REPORT_WAIT;
+    let mut bytes = Vec::new();
+    loop {
+        let ok = tally(&bytes, n)?;
+        if ok == n as usize {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd { fd: from.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as libc::c_int) };
+        if rc < 0 {
+            continue;
+        }
+        if rc == 0 {
+            return Err(format!("only {ok} of {n} workers reported their set-up within {} s", REPORT_WAIT.as_secs()));
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a valid buffer of the length passed, from a descriptor we own.
+        let got = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got == 0 {
+            return Err(format!("only {ok} of {n} workers reported their set-up; the others exited first"));
+        }
+        if got > 0 {
+            bytes.extend_from_slice(&buf[..got as usize]);
+        }
+    }
+}
+
+/// How many complete report lines say `ok`; the first `err` line as an error.
+fn tally(bytes: &[u8], n: u32) -> Result<usize, String> {
+    let complete = String::from_utf8_lossy(&bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)]);
+    if let Some((index, why)) = complete.lines().find_map(|l| l.split_once(" err ")) {
+        return Err(format!("worker {index} of {n} failed to set up: {why}"));
+    }
+    Ok(complete.lines().filter(|l| l.ends_with(" ok")).count())
+}
+
+/// Pins every worker in `workers` the way `intent` says, against `cgroup`'s cpuset.
+pub fn set_affinity(workers: &[&Worker], cgroup: &str, intent: &AffinityIntent, topo: &Topo) -> Result<(), String> {
+    let allowed = allowed_cpus(Some(cgroup).filter(|c| !c.is_empty()), topo)?;
+    let cx = AffinityCtx { allowed: &allowed, topo, siblings: &siblings };
+    let mut seed = seed();
+    let mut random = random_below(&mut seed);
+    for w in workers.iter().filter(|w| w.alive) {
+        let cpus = cpuset::affinity(intent, w.index, &cx, &mut random)?.unwrap_or_else(|| topo.online.clone());
+        worker::set_affinity(w.pid as libc::pid_t, &cpus)
+            .map_err(|e| format!("pinning worker pid {} to CPUs {}: {e}", w.pid, cpuset::format_cpu_list(&cpus)))?;
+    }
+    Ok(())
+}
+
+/// Metrics of `workers`, one entry per cgroup in first-seen order. Read before they stop.
+pub fn metrics<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerMetrics> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, (WorkerMetrics, BTreeMap<u32, u64>)> = BTreeMap::new();
+    for w in workers {
+        let (m, hist) = by.entry(w.cgroup.clone()).or_insert_with(|| {
+            order.push(w.cgroup.clone());
+            (empty_metrics(&w.cgroup), BTreeMap::new())
+        });
+        let s = if w.alive { procstat::read(w.pid) } else { Default::default() };
+        m.workers += 1;
+        m.iterations += w.shm.iterations(w.index as usize).load(Ordering::Relaxed);
+        m.cpu_time_ns += s.cpu_time_ns;
+        m.run_delay_ns += s.run_delay_ns;
+        m.migrations += s.migrations;
+        for (cpu, n) in w.shm.histogram(w.index as usize) {
+            *hist.entry(cpu).or_default() += n;
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|c| by.remove(&c))
+        .map(|(mut m, hist)| {
+            m.cpus = hist.into_iter().collect();
+            m
+        })
+        .collect()
+}
+
+fn empty_metrics(cgroup: &str) -> WorkerMetrics {
+    WorkerMetrics {
+        cgroup: cgroup.to_owned(),
+        workers: 0,
+        iterations: 0,
+        cpu_time_ns: 0,
+        run_delay_ns: 0,
+        migrations: 0,
+        cpus: Vec::new(),
+    }
+}
+
+/// Folds `more` into `into`, summing entries of the same cgroup.
+pub fn merge_metrics(into: &mut Vec<WorkerMetrics>, more: Vec<WorkerMetrics>) {
+    for m in more {
+        match into.iter_mut().find(|x| x.cgroup == m.cgroup) {
+            None => into.push(m),
+            Some(x) => {
+                x.workers += m.workers;
+                x.iterations += m.iterations;
+                x.cpu_time_ns += m.cpu_time_ns;
+                x.run_delay_ns += m.run_delay_ns;
+                x.migrations += m.migrations;
+                let mut hist: BTreeMap<u32, u64> = x.cpus.drain(..).collect();
+                for (c, n) in m.cpus {
+                    *hist.entry(c).or_default() += n;
+                }
+                x.cpus = hist.into_iter().collect();
+            }
+        }
+    }
+}
+
+/// Kills and reaps `workers` (read their metrics before): every SIGKILL first, so they
+/// exit in parallel, then every wait.
+pub fn stop_all<'a>(workers: impl IntoIterator<Item = &'a mut Worker>) {
+    let mut alive: Vec<&mut Worker> = workers.into_iter().filter(|w| w.alive).collect();
+    for w in &alive {
+        spawn::kill(w.pid);
+    }
+    for w in alive.iter_mut() {
+        spawn::reap(w.pid);
+        w.alive = false;
+    }
+}
+
+/// Whether `pid` still exists (as anything but a zombie).
+pub fn pid_exists(pid: u32) -> bool {
+    match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
+        Ok(s) => !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        let spin = WorkSpec::default();
+        assert_eq!(count(&spin.clone().workers(3), 4, false), Ok(3));
+        assert_eq!(count(&spin.clone().workers_pct(50.0), 4, false), Ok(2));
+        assert_eq!(count(&spin.clone().workers_pct(1.0), 4, false), Ok(1), "at least one");
+        assert_eq!(count(&spin.clone().workers_pct(100.0), 3, false), Ok(3));
+        assert!(count(&spin.clone().workers_pct(50.0), 4, true).unwrap_err().contains("needs a cgroup"));
+        let pp = WorkSpec::default().work(WorkType::FutexPingPong { spin_iters: 1 });
+        assert_eq!(count(&pp.clone().workers_pct(25.0), 4, false), Ok(2), "rounded up to a whole pair");
+        let e = count(&pp.workers(3), 4, false).unwrap_err();
+        assert!(e.contains("FutexPingPong runs in groups of 2"), "{e}");
+    }
+
+    #[test]
+    fn reports_count_only_complete_lines() {
+        assert_eq!(tally(b"0 ok\n1 o", 2), Ok(1));
+        assert_eq!(tally(b"0 ok\n1 err pinning to CPUs [3]: Inv", 2), Ok(1), "the reason is not complete yet");
+        let e = tally(b"0 ok\n1 err pinning to CPUs [3]: Invalid argument\n", 2).unwrap_err();
+        assert_eq!(e, "worker 1 of 2 failed to set up: pinning to CPUs [3]: Invalid argument");
+    }
+
+    #[test]
+    fn merging_sums_per_cgroup() {
+        let m =
+            |cg: &str, cpus: Vec<(u32, u64)>| WorkerMetrics { workers: 1, iterations: 10, cpus, ..empty_metrics(cg) };
+        let mut all = vec![m("a", vec![(0, 1)])];
+        merge_metrics(&mut all, vec![m("b", vec![]), m("a", vec![(0, 2), (3, 1)])]);
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].workers, all[0].iterations, all[0].cpus.clone()), (2, 20, vec![(0, 3), (3, 1)]));
+    }
+}

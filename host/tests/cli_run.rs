@@ -1,0 +1,67 @@
+//! `schedbox run` as a user runs it: exit codes, the verdict table and the
+//! JSON report, against a real guest (qemu backend).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built(rel: &str) -> PathBuf {
+    let p = repo().join(rel);
+    assert!(p.is_file(), "{} is missing: run `cargo xtask build-scenarios`", p.display());
+    p
+}
+
+#[test]
+fn a_failing_check_exits_1_with_its_messages_and_a_report() {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+        .arg("run")
+        .arg(built("target/scenarios/fixtures/check-fails.wasm"))
+        .arg("--report")
+        .arg(report.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("check-fails: failing on purpose after 1 step(s)"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    let s = &json["scenarios"][0];
+    assert_eq!(s["name"], "check-fails");
+    assert_eq!(s["verdict"], "fail");
+    assert_eq!(s["steps"][0]["status"], "passed");
+    assert_eq!(s["steps"][0]["index"], 0);
+    // The capture the scenario asked for is in the report: an empty, existing cgroup.
+    assert_eq!(s["results"]["cgroup_procs"][0]["tag"], "only-procs");
+    assert_eq!(s["results"]["cgroup_procs"][0]["pids"], serde_json::json!([]));
+}
+
+#[test]
+fn an_example_passes_and_exits_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+        .arg("run")
+        .arg(built("target/scenarios/rust/move-tasks.wasm"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PASS    move-tasks"), "{stdout}");
+    assert!(stdout.contains("1 scenario(s): 1 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_missing_payload_is_a_usage_error() {
+    let stream = repo().join("tests/golden/rust/move-tasks.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stream).unwrap()).unwrap();
+    json["scenario"]["payloads"] = serde_json::json!(["fio"]);
+    let f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(f.path(), json.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox")).arg("run").arg(f.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs payload \"fio\": pass --payload fio=PATH"), "{stderr}");
+}

@@ -1,0 +1,265 @@
+//! End-to-end execution of guest-side ops on the qemu backend. Each test
+//! asserts what the kernel shows (cpuset.cpus.effective, cgroup.procs,
+//! cgroup.events, /proc/irq/N/smp_affinity_list), read back through the agent.
+
+use std::sync::Mutex;
+
+use schedbox::executor::{execute, PayloadDefaults};
+use schedbox::machine::{self, parse_topology, BackendKind, BootRequest, Machine};
+use schedbox::op_model::*;
+use schedbox::results::{Outcome, StepStatus};
+use schedbox::sandbox::SandboxLimits;
+use schedbox_tests::{example, repo_root, TestSandbox};
+use schedbox_wire::{Owner, RequestBody, ResponseBody};
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn boot(topology: &str, staged: Vec<(String, std::path::PathBuf)>) -> Box<dyn Machine> {
+    let req = BootRequest { kernel: None, topology: parse_topology(topology).unwrap(), memory_mib: 512, staged };
+    let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
+    machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
+}
+
+fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {
+    let what = format!("{body:?}");
+    m.request(body).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn read(m: &mut dyn Machine, path: &str) -> Result<String, String> {
+    match m.request(RequestBody::ReadFile { path: path.into() }) {
+        Ok(ResponseBody::File(s)) => Ok(s.trim().to_owned()),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn cg(m: &mut dyn Machine, name: &str, file: &str) -> String {
+    read(m, &format!("/sys/fs/cgroup/schedbox/{name}/{file}")).unwrap_or_else(|e| panic!("{name}/{file}: {e}"))
+}
+
+fn pids(m: &mut dyn Machine, name: &str) -> Vec<u32> {
+    cg(m, name, "cgroup.procs").lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn apply(m: &mut dyn Machine, op: Op) -> ResponseBody {
+    ask(m, RequestBody::Apply { owner: Owner::Step, op })
+}
+
+fn assert_clean(m: &mut dyn Machine) {
+    assert!(read(m, "/sys/fs/cgroup/schedbox/cgroup.procs").is_err(), "the managed parent cgroup is still there");
+}
+
+#[test]
+fn every_cpuset_spec_resolves_against_the_real_topology() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n2l2c1t", vec![]);
+    ask(m.as_mut(), RequestBody::BeginScenario { name: "cpusets".into() });
+    let cases = [
+        ("llc1", CpusetSpec::llc(1), "2-3"),
+        ("numa0", CpusetSpec::numa(0), "0-3"),
+        ("range", CpusetSpec::range(0.0, 0.5), "0-1"),
+        ("disjoint", CpusetSpec::disjoint(1, 2), "2-3"),
+        ("overlap", CpusetSpec::overlap(0, 2, 0.5), "0-2"),
+        ("exact", CpusetSpec::exact([3]), "3"),
+    ];
+    let defs = cases.iter().map(|(n, spec, _)| CgroupDef::named(*n).cpuset(spec.clone())).collect();
+    ask(m.as_mut(), RequestBody::Setup { owner: Owner::Step, defs });
+    for (name, _, want) in &cases {
+        assert_eq!(cg(m.as_mut(), name, "cpuset.cpus.effective"), *want, "{name}");
+    }
+    // clear-cpuset inherits the parent's CPUs; swap-cpusets exchanges two.
+    apply(m.as_mut(), Op::clear_cpuset("exact"));
+    assert_eq!(cg(m.as_mut(), "exact", "cpuset.cpus.effective"), "0-3");
+    apply(m.as_mut(), Op::swap_cpusets("llc1", "range"));
+    assert_eq!(cg(m.as_mut(), "llc1", "cpuset.cpus.effective"), "0-1");
+    assert_eq!(cg(m.as_mut(), "range", "cpuset.cpus.effective"), "2-3");
+    ask(m.as_mut(), RequestBody::EndScenario);
+    assert_clean(m.as_mut());
+    m.power_off().unwrap();
+}
+
+#[test]
+fn workers_spawn_move_freeze_stop_with_kernel_visible_effects() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n2l2c1t", vec![]);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "workers".into() });
+    let defs = vec![CgroupDef::named("a").cpuset(CpusetSpec::llc(1)), CgroupDef::named("b")];
+    ask(m, RequestBody::Setup { owner: Owner::Step, defs });
+    apply(m, Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers(2).comm("spinner")));
+    let a = pids(m, "a");
+    assert_eq!(a.len(), 2, "two workers in a: {a:?}");
+    assert_eq!(read(m, &format!("/proc/{}/comm", a[0])).unwrap(), "spinner");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Freeze: cgroup.events reaches frozen 1, then 0 after the thaw.
+    apply(m, Op::freeze_cgroup("a"));
+    assert!(cg(m, "a", "cgroup.events").contains("frozen 1"), "{}", cg(m, "a", "cgroup.events"));
+    apply(m, Op::unfreeze_cgroup("a"));
+    assert!(cg(m, "a", "cgroup.events").contains("frozen 0"));
+    // capture-cgroup-procs reports what cgroup.procs holds.
+    match apply(m, Op::capture_cgroup_procs("in-a", "a")) {
+        ResponseBody::Applied(ap) => {
+            let mut got = ap.captures[0].pids.clone();
+            got.sort_unstable();
+            let mut want = a.clone();
+            want.sort_unstable();
+            assert_eq!((ap.captures[0].tag.as_str(), got), ("in-a", want));
+        }
+        other => panic!("{other:?}"),
+    }
+    apply(m, Op::move_all_tasks("a", "b"));
+    assert!(pids(m, "a").is_empty());
+    assert_eq!(pids(m, "b").len(), 2);
+    apply(m, Op::stop_cgroup("b"));
+    assert!(pids(m, "b").is_empty(), "stop-cgroup leaves no task");
+    match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => {
+            let w = t.workers.iter().find(|w| w.workers == 2).unwrap_or_else(|| panic!("{:?}", t.workers));
+            assert!(w.iterations > 0, "the workers ran: {w:?}");
+            assert!(w.cpu_time_ns > 0, "{w:?}");
+            // While in `a` they could only run on LLC 1 (CPUs 2-3).
+            assert!(w.cpus.iter().all(|(cpu, _)| *cpu == 2 || *cpu == 3), "ran outside LLC 1: {:?}", w.cpus);
+            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(read(m, "/sys/fs/cgroup/schedbox/a/cgroup.procs").is_err(), "step-local cgroup removed");
+    ask(m, RequestBody::EndScenario);
+    assert_clean(m);
+}
+
+#[test]
+fn backdrop_cgroups_survive_a_step_and_cannot_be_stranded() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "backdrop".into() });
+    ask(m, RequestBody::Setup { owner: Owner::Backdrop, defs: vec![CgroupDef::named("bg").workers(1)] });
+    ask(m, RequestBody::Setup { owner: Owner::Step, defs: vec![CgroupDef::named("s")] });
+    // The agent refuses Backdrop -> step-local moves too, not only the validator.
+    let err = m.request(RequestBody::Apply { owner: Owner::Step, op: Op::move_all_tasks("bg", "s") }).unwrap_err();
+    assert!(err.to_string().contains("Backdrop"), "{err}");
+    ask(m, RequestBody::EndStep);
+    assert_eq!(pids(m, "bg").len(), 1, "the Backdrop worker survives the step");
+    assert!(read(m, "/sys/fs/cgroup/schedbox/s/cgroup.procs").is_err(), "the step-local cgroup is gone");
+    ask(m, RequestBody::EndScenario);
+    assert_clean(m);
+}
+
+#[test]
+fn steer_irq_writes_smp_affinity_list() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let m = m.as_mut();
+    let interrupts = read(m, "/proc/interrupts").unwrap();
+    // The first numbered IRQ whose affinity can be set (the serial port's is).
+    let irq: u32 = interrupts
+        .lines()
+        .filter_map(|l| l.trim().split(':').next()?.trim().parse().ok())
+        .find(|n| read(m, &format!("/proc/irq/{n}/smp_affinity_list")).is_ok())
+        .expect("a steerable IRQ");
+    ask(m, RequestBody::BeginScenario { name: "irq".into() });
+    apply(m, Op::steer_irq(IrqSelector::ByNumber(irq), 1));
+    assert_eq!(read(m, &format!("/proc/irq/{irq}/smp_affinity_list")).unwrap(), "1");
+    let err = m.request(RequestBody::Apply { owner: Owner::Step, op: Op::steer_irq(IrqSelector::ByNumber(irq), 9) });
+    assert!(err.unwrap_err().to_string().contains('9'), "an offline CPU is named");
+    ask(m, RequestBody::EndScenario);
+}
+
+#[test]
+fn examples_pass_their_checks_in_a_real_guest() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let sb = TestSandbox::new(SandboxLimits::default());
+    let mut m = boot("1n2l2c1t", vec![]);
+    for name in ["cpuset-split", "dynamic-add", "freeze-resume", "move-tasks"] {
+        let loaded = sb.load_file(&example("rust", name)).unwrap();
+        let plan = sb.plan(&loaded).unwrap();
+        let exec = execute(m.as_mut(), &plan.stream, &PayloadDefaults::new());
+        assert_eq!(exec.error, None, "{name}");
+        assert!(exec.results.steps.iter().all(|s| s.status == StepStatus::Passed), "{name}: {:?}", exec.results.steps);
+        let verdict = sb.check(&loaded, name, exec.results.clone()).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Pass, "{name}: {:?}", verdict.messages);
+        assert_clean(m.as_mut());
+    }
+    m.power_off().unwrap();
+}
+
+#[test]
+fn a_failing_op_fails_its_step_skips_the_rest_and_leaves_nothing() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let info = ScenarioInfo {
+        name: "fails".into(),
+        summary: String::new(),
+        topology: parse_topology("1n1l2c1t").unwrap(),
+        kernel_features: vec![],
+        payloads: vec![],
+        schedulers: vec![],
+        duration_ms: 100,
+    };
+    let stream = OpStream {
+        contract: CONTRACT_VERSION.into(),
+        scenario: info,
+        backdrop: Backdrop::new().push_cgroup(CgroupDef::named("bg").workers(1)),
+        steps: vec![
+            Step::with_defs(vec![CgroupDef::named("ok").workers(1)], vec![], HoldSpec::fixed_ms(50)),
+            Step::with_defs(
+                vec![CgroupDef::named("doomed").workers(1)],
+                // Only the guest can know: no IRQ carries this label.
+                vec![Op::steer_irq(IrqSelector::ByLabel("no-such-device".into()), 0)],
+                HoldSpec::fixed_ms(50),
+            ),
+            Step::new(vec![Op::add_cgroup("never")], HoldSpec::fixed_ms(50)),
+        ],
+    };
+    schedbox::validate::validate_stream(&stream).unwrap();
+    let exec = execute(m.as_mut(), &stream, &PayloadDefaults::new());
+    let st: Vec<StepStatus> = exec.results.steps.iter().map(|s| s.status).collect();
+    assert_eq!(st, [StepStatus::Passed, StepStatus::Failed, StepStatus::Skipped]);
+    let err = exec.results.steps[1].error.as_deref().unwrap();
+    assert!(err.starts_with("step 1, op 0 (steer-irq): "), "{err}");
+    assert!(err.contains("no-such-device"), "{err}");
+    assert!(exec.leftovers.is_empty() && exec.error.is_none(), "{exec:?}");
+    assert_clean(m.as_mut());
+    // No worker survived: the agent is the only user-space process left
+    // (kernel threads share the root cgroup; they have no command line).
+    let root_procs = read(m.as_mut(), "/sys/fs/cgroup/cgroup.procs").unwrap();
+    let user: Vec<&str> = root_procs
+        .lines()
+        .filter(|pid| read(m.as_mut(), &format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()))
+        .collect();
+    assert_eq!(user, ["1"], "user processes left: {user:?}");
+    m.power_off().unwrap();
+}
+
+#[test]
+fn a_payload_runs_with_its_args_and_its_exit_code_is_reported() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let bin = repo_root().join("target/x86_64-unknown-linux-musl/release/payload-exit");
+    assert!(bin.is_file(), "build it with `cargo xtask build-scenarios`");
+    // /bin/false is dynamically linked: its loader and libc are staged with it.
+    let staged =
+        vec![("/staging/payloads/exiter".into(), bin), ("/staging/payloads/false".into(), "/bin/false".into())];
+    let mut m = boot("1n1l2c1t", staged);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "payload".into() });
+    ask(m, RequestBody::Setup { owner: Owner::Step, defs: vec![CgroupDef::named("p")] });
+    apply(m, Op::run_payload("exiter", vec!["7".into(), "hello".into()], Some("p".into())));
+    match apply(m, Op::wait_payload("exiter", None)) {
+        ResponseBody::Applied(ap) => {
+            let p = &ap.payloads[0];
+            assert_eq!((p.name.as_str(), p.exit_code, p.cgroup.as_deref()), ("exiter", Some(7), Some("p")));
+            assert!(p.stdout_tail.contains("payload-exit args: 7 hello"), "{p:?}");
+            assert!(p.stderr_tail.contains("payload-exit on stderr"), "{p:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    apply(m, Op::run_payload("false", vec![], None));
+    match apply(m, Op::wait_payload("false", None)) {
+        ResponseBody::Applied(ap) => assert_eq!(ap.payloads[0].exit_code, Some(1), "{:?}", ap.payloads[0]),
+        other => panic!("{other:?}"),
+    }
+    let err = m.request(RequestBody::Apply { owner: Owner::Step, op: Op::wait_payload("exiter", None) }).unwrap_err();
+    assert!(err.to_string().contains("exiter"), "a consumed payload is named: {err}");
+    ask(m, RequestBody::EndScenario);
+}
