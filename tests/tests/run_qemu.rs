@@ -205,20 +205,27 @@ fn a_failing_op_fails_its_step_skips_the_rest_and_leaves_nothing() {
             Step::with_defs(vec![CgroupDef::named("ok").workers(1)], vec![], HoldSpec::fixed_ms(50)),
             Step::with_defs(
                 vec![CgroupDef::named("doomed").workers(1)],
-                // Only the guest can know: no IRQ carries this label.
-                vec![Op::steer_irq(IrqSelector::ByLabel("no-such-device".into()), 0)],
+                // An op on a cgroup that does not exist (the validator would refuse this
+                // stream; the guest must still fail cleanly on it).
+                vec![Op::freeze_cgroup("ghost")],
                 HoldSpec::fixed_ms(50),
             ),
             Step::new(vec![Op::add_cgroup("never")], HoldSpec::fixed_ms(50)),
         ],
     };
-    schedbox::validate::validate_stream(&stream).unwrap();
+    assert!(schedbox::validate::validate_stream(&stream).is_err(), "the validator knows `ghost` is missing");
     let exec = execute(m.as_mut(), &stream, &PayloadDefaults::new());
+    // The IRQ label case: only the guest can know no IRQ carries it.
+    let mut by_label = stream.clone();
+    by_label.steps[1].ops = vec![Op::steer_irq(IrqSelector::ByLabel("no-such-device".into()), 0)];
+    let irq = execute(m.as_mut(), &by_label, &PayloadDefaults::new());
+    let irq_err = irq.results.steps[1].error.as_deref().unwrap_or_default();
+    assert!(irq_err.starts_with("step 1, op 0 (steer-irq): ") && irq_err.contains("no-such-device"), "{irq_err}");
     let st: Vec<StepStatus> = exec.results.steps.iter().map(|s| s.status).collect();
     assert_eq!(st, [StepStatus::Passed, StepStatus::Failed, StepStatus::Skipped]);
     let err = exec.results.steps[1].error.as_deref().unwrap();
-    assert!(err.starts_with("step 1, op 0 (steer-irq): "), "{err}");
-    assert!(err.contains("no-such-device"), "{err}");
+    assert!(err.starts_with("step 1, op 0 (freeze-cgroup): "), "{err}");
+    assert!(err.contains("ghost"), "{err}");
     assert!(exec.leftovers.is_empty() && exec.error.is_none(), "{exec:?}");
     assert_clean(m.as_mut());
     // No worker survived: the agent is the only user-space process left
