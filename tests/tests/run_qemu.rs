@@ -270,3 +270,46 @@ fn a_payload_runs_with_its_args_and_its_exit_code_is_reported() {
     assert!(err.to_string().contains("exiter"), "a consumed payload is named: {err}");
     ask(m, RequestBody::EndScenario);
 }
+
+#[test]
+fn knobs_affinity_removal_and_kill_show_in_the_kernel() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let bin = repo_root().join("target/x86_64-unknown-linux-musl/release/payload-exit");
+    // /bin/sleep is a payload that runs until killed (dynamic; its libraries come along).
+    let staged =
+        vec![("/staging/payloads/exiter".into(), bin), ("/staging/payloads/sleep".into(), "/bin/sleep".into())];
+    let mut m = boot("1n2l2c1t", staged);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "knobs".into() });
+    // add-cgroup-def with knobs and workers-pct (50% of a 2-CPU cpuset = 1 worker).
+    let mut def = CgroupDef::named("k").cpuset(CpusetSpec::llc(0)).work(WorkSpec::default().workers_pct(50.0));
+    def.cpu_weight = Some(250);
+    def.memory_max = Some(256 << 20);
+    def.pids_max = Some(64);
+    def.cpu_max = Some(CpuMax { quota_us: 50_000, period_us: 100_000 });
+    apply(m, Op::add_cgroup_def(def));
+    assert_eq!(cg(m, "k", "cpu.weight"), "250");
+    assert_eq!(cg(m, "k", "memory.max"), (256u64 << 20).to_string());
+    assert_eq!(cg(m, "k", "pids.max"), "64");
+    assert_eq!(cg(m, "k", "cpu.max"), "50000 100000");
+    let k = pids(m, "k");
+    assert_eq!(k.len(), 1, "workers-pct 50 of 2 CPUs: {k:?}");
+    // set-affinity single-cpu pins the worker to one CPU of its cpuset.
+    apply(m, Op::set_affinity("k", AffinityIntent::SingleCpu));
+    let status = read(m, &format!("/proc/{}/status", k[0])).unwrap();
+    let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+    assert!(allowed.ends_with("\t0") || allowed.ends_with("\t1"), "{allowed}");
+    // kill-payload reaps a running payload and reports the signal.
+    apply(m, Op::run_payload("sleep", vec!["600".into()], Some("k".into())));
+    assert_eq!(pids(m, "k").len(), 2);
+    match apply(m, Op::kill_payload("sleep", Some("k".into()))) {
+        ResponseBody::Applied(ap) => assert_eq!(ap.payloads[0].signal, Some(9), "{:?}", ap.payloads[0]),
+        other => panic!("{other:?}"),
+    }
+    // remove-cgroup stops the workers and removes the directory.
+    apply(m, Op::remove_cgroup("k"));
+    assert!(read(m, "/sys/fs/cgroup/schedbox/k/cgroup.procs").is_err(), "k removed");
+    assert!(read(m, &format!("/proc/{}/status", k[0])).is_err(), "its worker is gone");
+    ask(m, RequestBody::EndScenario);
+    assert_clean(m);
+}

@@ -209,7 +209,7 @@ fn judge(sandbox: &Sandbox, p: &Planned, exec: Execution) -> ScenarioReport {
     };
     for s in &exec.results.steps {
         if let (StepStatus::Failed, Some(e)) = (s.status, &s.error) {
-            if !messages.contains(e) {
+            if !messages.iter().any(|m| m.contains(e.as_str())) {
                 messages.push(e.clone());
             }
         }
@@ -245,6 +245,19 @@ fn print_table(reports: &[ScenarioReport]) {
             let status = format!("{:?}", s.status).to_lowercase();
             let err = s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
             println!("    step {:<3} {:<8} {:>6} ms{err}", s.index, status, s.duration_ms);
+        }
+        for w in &r.results.workers {
+            let cg = if w.cgroup.is_empty() { "<runner>" } else { w.cgroup.as_str() };
+            let cpus: Vec<String> = w.cpus.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+            println!(
+                "    cgroup {cg}: {} workers, {} iterations, {:.0} ms CPU, {:.1} ms run delay, {} migrations, cpus {{{}}}",
+                w.workers,
+                w.iterations,
+                w.cpu_time_ns as f64 / 1e6,
+                w.run_delay_ns as f64 / 1e6,
+                w.migrations,
+                cpus.join(" ")
+            );
         }
         for m in &r.messages {
             println!("    - {m}");

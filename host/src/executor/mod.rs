@@ -85,7 +85,7 @@ impl Run<'_> {
     /// Applies one op, or explains why it was not.
     fn apply(&mut self, owner: Owner, op: &Op) -> Result<(), String> {
         if let Some(why) = unsupported(op.kind()) {
-            return Err(format!("{}: {why}", op.kind().wit_name()));
+            return Err(why.to_owned());
         }
         let name = op.kind().wit_name();
         let op = self.with_default_args(op);
