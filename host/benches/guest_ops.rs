@@ -93,5 +93,21 @@ fn main() {
         "one step with 4 workers: spawn + teardown",
         timed(n / 20, || assert!(execute(m, &with_workers, &PayloadDefaults::new()).error.is_none())),
     );
+    // Freeze rendezvous: park every vCPU (QMP stop), one guest-memory read, resume.
+    let mut monitor = schedbox::monitor::Monitor::new(m.vmlinux().to_owned());
+    let jiffies = KernelTarget::symbol("jiffies_64");
+    monitor.prefetch(m, &[&jiffies]).unwrap();
+    stats(
+        "freeze rendezvous: pause + read jiffies_64 + resume",
+        timed(n / 2, || {
+            m.pause().unwrap();
+            drop(monitor.read(m, &jiffies, &KernelValueWidth::U64).unwrap());
+            m.resume().unwrap();
+        }),
+    );
+    stats(
+        "hot read of jiffies_64 (symbol resolved, no pause)",
+        timed(n, || drop(monitor.read(m, &jiffies, &KernelValueWidth::U64).unwrap())),
+    );
     m.request(RequestBody::PowerOff).ok();
 }

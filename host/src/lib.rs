@@ -4,6 +4,7 @@ pub mod executor;
 pub mod initramfs;
 pub mod kernel;
 pub mod machine;
+pub mod monitor;
 pub mod op_model;
 pub mod results;
 pub mod sandbox;

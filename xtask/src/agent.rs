@@ -32,7 +32,7 @@ pub fn build_agent(root: &Path) -> Result<PathBuf> {
 }
 
 /// Whether an ELF64 little-endian file asks for a dynamic loader.
-fn has_interpreter(elf: &[u8]) -> Result<bool> {
+pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
     if !elf.starts_with(b"\x7fELF") || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
         bail!("no ELF64 little-endian header");
     }

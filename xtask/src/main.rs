@@ -8,9 +8,11 @@
 //! - `bench`: runs the criterion benchmarks.
 
 mod agent;
+mod c_scenarios;
 mod fixtures;
 mod prereqs;
 mod scenarios;
+mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,8 +62,10 @@ pub fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
 fn build_scenarios(root: &Path) -> Result<Vec<PathBuf>> {
     prereqs::ensure()?;
     let mut built = scenarios::build_rust_scenarios(root)?;
+    built.extend(c_scenarios::build_c_scenarios(root)?);
     built.extend(fixtures::build_fixtures(root)?);
     built.push(agent::build_agent(root)?);
+    built.push(scheduler::build_fixture_scheduler(root)?);
     Ok(built)
 }
 

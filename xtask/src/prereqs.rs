@@ -15,7 +15,7 @@ const APT_PACKAGES: &[&str] = &["qemu-system-x86"];
 /// Makes sure every prerequisite is present; installs what is missing.
 pub fn ensure() -> Result<()> {
     rust_targets(RUST_TARGETS)?;
-    apt_packages(APT_PACKAGES)
+    apt_packages(&[APT_PACKAGES, crate::scheduler::APT_PACKAGES].concat())
 }
 
 /// Adds one Rust target if it is missing.

@@ -112,6 +112,10 @@ fn answer(body: &RequestBody) -> Result<ResponseBody, String> {
     match body {
         RequestBody::Ping => Ok(ResponseBody::Pong),
         RequestBody::Facts => Ok(ResponseBody::Facts(current_facts(true))),
+        RequestBody::Symbols { names } => {
+            let map = KALLSYMS.wait();
+            Ok(ResponseBody::Symbols(names.iter().map(|n| map.get(n).copied()).collect()))
+        }
         RequestBody::ReadFile { path } => {
             std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
         }
@@ -123,14 +127,14 @@ fn answer(body: &RequestBody) -> Result<ResponseBody, String> {
 /// Controllers enabled at set-up.
 static CONTROLLERS: OnceLock<Vec<String>> = OnceLock::new();
 /// `/proc/kallsyms` line count, set by a thread started after Ready.
-static KALLSYMS: OnceLock<u64> = OnceLock::new();
+static KALLSYMS: OnceLock<std::collections::HashMap<String, u64>> = OnceLock::new();
 
 /// The facts as they are now; `with_kallsyms` waits for the kallsyms count.
 fn current_facts(with_kallsyms: bool) -> GuestFacts {
     let mut f = topology::facts(std::path::Path::new("/"));
     f.cgroup_controllers = CONTROLLERS.get().cloned().unwrap_or_default();
     if with_kallsyms {
-        f.kallsyms = *KALLSYMS.wait();
+        f.kallsyms = KALLSYMS.wait().len() as u64;
     }
     f.uptime_ms = setup::uptime_ms();
     f

@@ -61,9 +61,20 @@ pub fn enable_controllers() -> Vec<String> {
 }
 
 /// Makes kallsyms show real addresses and counts its lines.
-pub fn expose_kallsyms() -> u64 {
+pub fn expose_kallsyms() -> std::collections::HashMap<String, u64> {
     let _ = std::fs::write("/proc/sys/kernel/kptr_restrict", "0");
-    std::fs::read_to_string("/proc/kallsyms").map(|s| s.lines().count() as u64).unwrap_or(0)
+    let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let mut map = std::collections::HashMap::with_capacity(text.len() / 40);
+    for line in text.lines() {
+        // "<hex address> <type> <name>[\t[module]]"; the first definition of a name wins.
+        let mut it = line.split_whitespace();
+        if let (Some(addr), Some(_), Some(name)) = (it.next(), it.next(), it.next()) {
+            if let Ok(a) = u64::from_str_radix(addr, 16) {
+                map.entry(name.to_owned()).or_insert(a);
+            }
+        }
+    }
+    map
 }
 
 /// Puts a tty channel into raw mode so frames pass unmangled; no-op otherwise.

@@ -39,6 +39,9 @@ pub struct RunArgs {
     pub sandbox: SandboxArgs,
 }
 
+/// Schedulers the guest has without `--scheduler` (the fixture and its misbehaving modes).
+const BUILT_IN_SCHEDULERS: &[&str] = &["fixture", "fixture-alt", "fixture-stall", "fixture-error"];
+
 /// `NAME=PATH[:ARGS]`.
 #[derive(Clone, Debug)]
 struct Staged {
@@ -87,6 +90,8 @@ struct ScenarioReport {
     steps: Vec<StepReport>,
     error: Option<String>,
     leftovers: Vec<String>,
+    /// What the guest noted (scheduler transitions per phase, pinned maps).
+    notes: Vec<String>,
     duration_ms: u64,
     results: schedbox::results::Results,
     stream: OpStream,
@@ -132,10 +137,28 @@ pub fn run(a: RunArgs) -> Result<u8, Failure> {
             }
         }
     }
+    for p in &planned {
+        for need in &p.stream.scenario.schedulers {
+            if !BUILT_IN_SCHEDULERS.contains(&need.as_str()) && !schedulers.iter().any(|s| &s.name == need) {
+                return Err(Failure::usage(anyhow!(
+                    "scenario {:?} needs scheduler {need:?}: pass --scheduler {need}=PATH (built in: {})",
+                    p.stream.scenario.name,
+                    BUILT_IN_SCHEDULERS.join(", ")
+                )));
+            }
+        }
+    }
     let defaults: PayloadDefaults = payloads.iter().map(|s| (s.name.clone(), s.args.clone())).collect();
     let mut staged: Vec<(String, PathBuf)> =
         payloads.iter().map(|s| (format!("/staging/payloads/{}", s.name), s.path.clone())).collect();
-    staged.extend(schedulers.iter().map(|s| (format!("/staging/schedulers/{}/{}", s.name, s.name), s.path.clone())));
+    // A scheduler's arguments travel as a file beside it; kept alive until the guests are booted.
+    let args_dir = tempfile::tempdir().map_err(|e| Failure::usage(e.into()))?;
+    for s in &schedulers {
+        staged.push((format!("/staging/schedulers/{}/{}", s.name, s.name), s.path.clone()));
+        let args = args_dir.path().join(&s.name);
+        std::fs::write(&args, s.args.join(" ")).map_err(|e| Failure::usage(e.into()))?;
+        staged.push((format!("/staging/schedulers/{}/args", s.name), args));
+    }
 
     // Scenarios with the same topology share one guest, in order of first appearance.
     let mut groups: BTreeMap<String, (Topology, Vec<usize>)> = BTreeMap::new();
@@ -232,6 +255,7 @@ fn judge(sandbox: &Sandbox, p: &Planned, exec: Execution) -> ScenarioReport {
             .collect(),
         error: exec.error.clone(),
         leftovers: exec.leftovers.clone(),
+        notes: exec.notes.clone(),
         duration_ms: exec.duration.as_millis() as u64,
         results: exec.results,
         stream: p.stream.clone(),

@@ -8,6 +8,7 @@
 //! refused with a clear error until their backends land — never silently.
 
 mod hold;
+mod host_ops;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
 
 use crate::machine::{Machine, MachineError};
+use crate::monitor::Monitor;
 use crate::op_model::{Op, OpKind, OpStream};
 use crate::results::{Results, StepResult, StepStatus};
 
@@ -31,25 +33,20 @@ pub struct Execution {
     pub error: Option<String>,
     /// What teardown could not remove.
     pub leftovers: Vec<String>,
+    /// What the agent noted while applying (e.g. scheduler transitions).
+    pub notes: Vec<String>,
+    /// Freeze rendezvous run for cold accesses and snapshots.
+    pub rendezvous: u64,
     pub duration: Duration,
 }
 
 /// Why an op is not executed by this build, if it is not.
+/// (Scheduler ops run in the agent; see `host/agent/src/exec/sched.rs`.)
 pub fn unsupported(kind: OpKind) -> Option<&'static str> {
     match kind {
-        OpKind::CaptureSnapshot
-        | OpKind::WatchSnapshot
-        | OpKind::WriteKernelHot
-        | OpKind::WriteKernelCold
-        | OpKind::ReadKernelHot
-        | OpKind::ReadKernelCold => Some(
-            "host-side kernel-memory and snapshot ops are not supported yet (freeze coordinator and monitor pending)",
-        ),
-        OpKind::AttachScheduler
-        | OpKind::DetachScheduler
-        | OpKind::RestartScheduler
-        | OpKind::ReplaceScheduler
-        | OpKind::PinBpfMap => Some("scheduler ops are not supported yet (sched_ext fixture scheduler pending)"),
+        OpKind::WatchSnapshot => {
+            Some("watch-snapshot is not supported yet (hardware watchpoints through the gdbstub pending)")
+        }
         _ => None,
     }
 }
@@ -58,6 +55,8 @@ struct Run<'a> {
     m: &'a mut dyn Machine,
     payloads: &'a PayloadDefaults,
     results: Results,
+    monitor: Monitor,
+    notes: Vec<String>,
 }
 
 impl Run<'_> {
@@ -67,9 +66,10 @@ impl Run<'_> {
 
     fn absorb(&mut self, r: ResponseBody) {
         match r {
-            ResponseBody::Applied(Applied { captures, payloads }) => {
+            ResponseBody::Applied(Applied { captures, payloads, notes }) => {
                 self.results.cgroup_procs.extend(captures);
                 self.results.payloads.extend(payloads);
+                self.notes.extend(notes);
             }
             ResponseBody::Teardown(t) => self.absorb_teardown(t, &mut Vec::new()),
             _ => {}
@@ -86,6 +86,9 @@ impl Run<'_> {
     fn apply(&mut self, owner: Owner, op: &Op) -> Result<(), String> {
         if let Some(why) = unsupported(op.kind()) {
             return Err(why.to_owned());
+        }
+        if let Some(done) = self.host_side(op) {
+            return done;
         }
         let name = op.kind().wit_name();
         let op = self.with_default_args(op);
@@ -118,7 +121,8 @@ impl Run<'_> {
 /// Runs `stream` on `m`. Never panics; every failure lands in the result.
 pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefaults) -> Execution {
     let start = Instant::now();
-    let mut run = Run { m, payloads, results: Results::default() };
+    let monitor = Monitor::new(m.vmlinux().to_owned());
+    let mut run = Run { m, payloads, results: Results::default(), monitor, notes: Vec::new() };
     let mut exec = Execution::default();
     let n = stream.steps.len();
     let skip_from = |results: &mut Results, from: usize| {
@@ -180,6 +184,8 @@ pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefault
         exec.error = Some(format!("teardown left {}", exec.leftovers.join(", ")));
     }
     exec.results = run.results;
+    exec.notes = run.notes;
+    exec.rendezvous = run.monitor.rendezvous;
     exec.duration = start.elapsed();
     exec
 }
@@ -206,8 +212,9 @@ fn run_step(run: &mut Run<'_>, stream: &OpStream, i: usize) -> Result<(), String
             .map_err(|e| format!("step {i} setup: {e}"))?;
         run.absorb(r);
     }
+    let ops = merge_cold_writes(&step.ops);
     let apply_all = |run: &mut Run<'_>| -> Result<(), String> {
-        for (j, op) in step.ops.iter().enumerate() {
+        for (j, op) in &ops {
             run.apply(Owner::Step, op).map_err(|e| format!("step {i}, op {j} ({}): {e}", op.kind().wit_name()))?;
         }
         Ok(())
@@ -225,4 +232,38 @@ fn run_step(run: &mut Run<'_>, stream: &OpStream, i: usize) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// Adjacent `write-kernel-cold` ops collapse into one (one rendezvous for
+/// the whole run of them); each op keeps the index of its first source op.
+pub fn merge_cold_writes(ops: &[Op]) -> Vec<(usize, Op)> {
+    let mut out: Vec<(usize, Op)> = Vec::with_capacity(ops.len());
+    for (j, op) in ops.iter().enumerate() {
+        if let (Op::WriteKernelCold { writes }, Some((_, Op::WriteKernelCold { writes: acc }))) = (op, out.last_mut()) {
+            acc.extend(writes.iter().cloned());
+            continue;
+        }
+        out.push((j, op.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op_model::{KernelTarget, KernelValue, KernelWrite};
+
+    #[test]
+    fn adjacent_cold_writes_merge_into_one_op() {
+        let w = |v| {
+            Op::write_kernel_cold(vec![KernelWrite { target: KernelTarget::symbol("x"), value: KernelValue::U32(v) }])
+        };
+        let ops = vec![w(1), w(2), Op::add_cgroup("a"), w(3), w(4), w(5)];
+        let merged = merge_cold_writes(&ops);
+        let shape: Vec<(usize, usize)> = merged
+            .iter()
+            .map(|(j, op)| (*j, if let Op::WriteKernelCold { writes } = op { writes.len() } else { 0 }))
+            .collect();
+        assert_eq!(shape, [(0, 2), (2, 0), (3, 3)]);
+    }
 }

@@ -113,6 +113,8 @@ pub trait Machine: Send {
     fn backend(&self) -> BackendKind;
     /// What the agent reported at Ready.
     fn facts(&self) -> &GuestFacts;
+    /// The kernel ELF the guest booted (symbols' types come from its BTF).
+    fn vmlinux(&self) -> &std::path::Path;
     fn boot_times(&self) -> BootTimes;
     /// Sends a request to the agent and waits (bounded) for its answer,
     /// failing early if the VM dies or the kernel panics meanwhile.

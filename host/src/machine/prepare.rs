@@ -45,6 +45,24 @@ pub fn find_agent() -> Result<PathBuf> {
     })
 }
 
+/// Where the guest agent finds the fixture scheduler's loader; it serves the built-in
+/// scheduler names `fixture`, `fixture-alt`, `fixture-stall` and `fixture-error`.
+pub const FIXTURE_SCHEDULER_GUEST: &str = "/staging/fixture-scheduler/schedbox-fixture-scheduler";
+
+/// The static fixture scheduler loader: `SCHEDBOX_FIXTURE_SCHEDULER`, else where
+/// `cargo xtask build-scenarios` leaves it (`target/x86_64-unknown-linux-gnu/release/`,
+/// found from the agent's target directory), else beside the agent. `None` when it
+/// was not built: guests then have no built-in fixture scheduler.
+pub fn find_fixture_scheduler(agent: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SCHEDBOX_FIXTURE_SCHEDULER") {
+        return Some(PathBuf::from(p)).filter(|p| is_static_elf(p));
+    }
+    const NAME: &str = "schedbox-fixture-scheduler";
+    let target_dir = agent.ancestors().nth(3);
+    let built = target_dir.map(|d| d.join("x86_64-unknown-linux-gnu/release").join(NAME));
+    built.into_iter().chain([agent.with_file_name(NAME)]).find(|p| is_static_elf(p))
+}
+
 /// Whether `path` is an ELF executable without a program interpreter (PT_INTERP).
 fn is_static_elf(path: &Path) -> bool {
     let Ok(b) = std::fs::read(path) else { return false };
@@ -76,7 +94,11 @@ pub fn prepare_boot(req: &BootRequest) -> Result<BootSpec> {
              `schedbox kernel fetch --modules` enables the faster microvm machine"
         );
     }
-    let spec = InitramfsSpec { agent, modules: virtio_mmio.into_iter().collect(), staged: req.staged.clone() };
+    let mut staged = req.staged.clone();
+    if let Some(fixture) = find_fixture_scheduler(&agent) {
+        staged.push((FIXTURE_SCHEDULER_GUEST.to_owned(), fixture));
+    }
+    let spec = InitramfsSpec { agent, modules: virtio_mmio.into_iter().collect(), staged };
     let initramfs = build_cached(&spec, &cache_dir()?).context("building the initramfs")?;
     let mut boot = BootSpec::new(kernel.vmlinux, initramfs, req.topology);
     boot.memory_mib = req.memory_mib;

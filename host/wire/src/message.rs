@@ -50,6 +50,8 @@ pub enum RequestBody {
     Facts,
     /// Read a guest file (tests assert kernel state through this).
     ReadFile { path: String },
+    /// Runtime addresses of kernel symbols, from `/proc/kallsyms`.
+    Symbols { names: Vec<String> },
     /// Power the guest off cleanly (after answering).
     PowerOff,
     /// Test hook: panic the guest kernel (sysrq `c`).
@@ -89,6 +91,8 @@ pub enum ResponseBody {
     Facts(GuestFacts),
     File(String),
     Ok,
+    /// One address per requested symbol name (`None`: not in kallsyms).
+    Symbols(Vec<Option<u64>>),
     /// What an `Apply` or `Setup` produced.
     Applied(Applied),
     /// What a teardown collected.
@@ -102,6 +106,11 @@ pub struct Applied {
     pub captures: Vec<CgroupProcs>,
     /// Payloads that `wait-payload` / `kill-payload` reaped.
     pub payloads: Vec<PayloadExit>,
+    /// What the op observed, one line each: the phases of a scheduler op
+    /// (`detached fixture in 35 ms`, `attached fixture-alt (ops "fixture-alt") in 80 ms`,
+    /// `no-scheduler window 120 ms`), the map a `pin-bpf-map` holds (`pinned scx_fifo.bss id 7 fd 12`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What a teardown collected, and whether it left the guest clean.

@@ -27,13 +27,13 @@ impl Executor {
             Op::UnfreezeCgroup { cgroup } => self.freeze(cgroup, owner, false)?,
             Op::CaptureCgroupProcs { tag, cgroup } => out.captures.push(self.capture(tag, cgroup)?),
             Op::SteerIrq { irq, cpu } => irq::steer(irq, *cpu)?,
-            // Host-side (monitor) and scheduler ops, and whatever a newer host sends.
-            _ => {
-                return Err(
-                    "not supported by the guest agent yet (host-side / scheduler ops land with their own issues)"
-                        .into(),
-                )
-            }
+            Op::AttachScheduler { scheduler } => out.notes = self.sched.attach(scheduler)?,
+            Op::DetachScheduler => out.notes = self.sched.detach()?,
+            Op::RestartScheduler => out.notes = self.sched.replace(None)?,
+            Op::ReplaceScheduler { scheduler } => out.notes = self.sched.replace(Some(scheduler))?,
+            Op::PinBpfMap { name } => out.notes = self.sched.pin_map(name)?,
+            // Host-side (monitor) ops, and whatever a newer host sends.
+            _ => return Err("not supported by the guest agent yet (host-side ops land with their own issues)".into()),
         }
         Ok(out)
     }

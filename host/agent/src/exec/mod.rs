@@ -13,6 +13,7 @@ mod cpuset;
 mod irq;
 mod payload;
 mod procstat;
+mod sched;
 mod spawn;
 mod workers;
 
@@ -42,6 +43,8 @@ pub struct Executor {
     payloads: Vec<Payload>,
     /// Metrics of workers stopped by stop-cgroup / remove-cgroup, reported by the next teardown.
     stopped: Vec<WorkerMetrics>,
+    /// The attached sched_ext scheduler and the pinned BPF maps.
+    sched: sched::Sched,
 }
 
 impl Executor {
@@ -61,10 +64,17 @@ impl Executor {
                 .iter()
                 .try_for_each(|def| self.add_def(def, *owner).map_err(|e| format!("setup: {e}")))
                 .map(|()| ResponseBody::Applied(Applied::default())),
-            RequestBody::Apply { owner, op } => {
-                self.apply(*owner, op).map(ResponseBody::Applied).map_err(|e| format!("{}: {e}", op.kind().wit_name()))
+            RequestBody::Apply { owner, op } => self
+                .scheduler_alive()
+                .and_then(|()| self.apply(*owner, op))
+                .map(ResponseBody::Applied)
+                .map_err(|e| format!("{}: {e}", op.kind().wit_name())),
+            // A scheduler that died during the step fails it, after the teardown.
+            RequestBody::EndStep => {
+                let died = self.scheduler_alive();
+                let report = self.teardown(false);
+                died.map(|()| ResponseBody::Teardown(report)).map_err(|e| format!("end-step: {e}"))
             }
-            RequestBody::EndStep => Ok(ResponseBody::Teardown(self.teardown(false))),
             RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
             _ => return None,
         };
@@ -79,8 +89,16 @@ impl Executor {
                 p.status = Some(status);
             } else if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid && w.alive) {
                 w.alive = false;
+            } else {
+                self.sched.take_status(pid, status);
             }
         }
+    }
+
+    /// Fails when the attached scheduler died since the last request.
+    fn scheduler_alive(&mut self) -> Result<(), String> {
+        self.reap();
+        self.sched.check()
     }
 
     fn begin(&mut self, name: &str) -> Result<(), String> {
@@ -134,6 +152,7 @@ impl Executor {
             }
         }
         if all {
+            report.leftovers.extend(self.sched.end_scenario());
             let parent = Path::new(cgroupfs::PARENT);
             if parent.exists() {
                 let mut reap = || self.reap();

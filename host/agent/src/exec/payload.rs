@@ -21,14 +21,14 @@ const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 /// The last [`TAIL`] bytes of a stream, and whether it reached EOF.
 #[derive(Default)]
-struct Tail {
+pub(super) struct Tail {
     bytes: Vec<u8>,
     done: bool,
 }
 
-type SharedTail = Arc<Mutex<Tail>>;
+pub(super) type SharedTail = Arc<Mutex<Tail>>;
 
-fn drain(mut from: impl Read + Send + 'static) -> SharedTail {
+pub(super) fn drain(mut from: impl Read + Send + 'static) -> SharedTail {
     let tail = SharedTail::default();
     let out = tail.clone();
     std::thread::spawn(move || {
@@ -107,14 +107,7 @@ impl Payload {
     pub fn exit(&self) -> PayloadExit {
         let status = self.status.unwrap_or(libc::SIGKILL);
         let deadline = Instant::now() + DRAIN_WAIT;
-        let text = |t: &SharedTail| loop {
-            let g = t.lock().unwrap_or_else(|p| p.into_inner());
-            if g.done || Instant::now() >= deadline {
-                return String::from_utf8_lossy(&g.bytes).into_owned();
-            }
-            drop(g);
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let text = |t: &SharedTail| tail_text(t, deadline);
         PayloadExit {
             name: self.name.clone(),
             cgroup: self.cgroup.clone(),
@@ -123,6 +116,18 @@ impl Payload {
             stdout_tail: text(&self.stdout),
             stderr_tail: text(&self.stderr),
         }
+    }
+}
+
+/// The text a tail holds once its stream reached EOF, or at `deadline`.
+pub(super) fn tail_text(t: &SharedTail, deadline: Instant) -> String {
+    loop {
+        let g = t.lock().unwrap_or_else(|p| p.into_inner());
+        if g.done || Instant::now() >= deadline {
+            return String::from_utf8_lossy(&g.bytes).into_owned();
+        }
+        drop(g);
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

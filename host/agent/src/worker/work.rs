@@ -50,10 +50,12 @@ impl<'a> Meter<'a> {
     }
 }
 
+/// Busy work. Deliberately no `pause` (spin_loop): under QEMU TCG each one
+/// costs ~1 µs (far more on a loaded host), which would make one iteration
+/// so long that short steps record none.
 fn spin(iters: u64) {
     for i in 0..iters {
         black_box(i);
-        std::hint::spin_loop();
     }
 }
 

@@ -33,6 +33,7 @@ pub struct QemuMachine {
     ram: GuestRam,
     facts: GuestFacts,
     times: BootTimes,
+    vmlinux: PathBuf,
     /// Sockets; removed on drop.
     _dir: tempfile::TempDir,
     /// RAM files; removed on drop.
@@ -158,6 +159,7 @@ impl QemuMachine {
             console,
             ram,
             times: BootTimes { setup_ms, kernel_ms: facts.uptime_ms, agent_ready_ms },
+            vmlinux: spec.vmlinux.clone(),
             facts,
             _dir: dir,
             _ram_dir: ram_dir,
@@ -182,6 +184,10 @@ impl Machine for QemuMachine {
 
     fn facts(&self) -> &GuestFacts {
         &self.facts
+    }
+
+    fn vmlinux(&self) -> &Path {
+        &self.vmlinux
     }
 
     fn boot_times(&self) -> BootTimes {

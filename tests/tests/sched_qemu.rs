@@ -1,0 +1,200 @@
+//! sched_ext scheduler ops on the qemu backend, against the built-in fixture
+//! scheduler (`host/fixture-scheduler`, staged by the host when
+//! `cargo xtask build-scenarios` built it). Each test asserts what the kernel
+//! shows: `/sys/kernel/sched_ext/state`, `/sys/kernel/sched_ext/root/ops`, the
+//! workers' policy in `/proc/<pid>/sched`, the agent's descriptors in `/proc/1/fdinfo`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use schedbox::machine::{self, parse_topology, BackendKind, BootRequest, Machine};
+use schedbox::op_model::*;
+use schedbox_wire::{Owner, RequestBody, ResponseBody};
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn boot() -> Box<dyn Machine> {
+    let req =
+        BootRequest { kernel: None, topology: parse_topology("1n1l2c1t").unwrap(), memory_mib: 512, staged: vec![] };
+    let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
+    machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
+}
+
+fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {
+    let what = format!("{body:?}");
+    m.request(body).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn read(m: &mut dyn Machine, path: &str) -> String {
+    match m.request(RequestBody::ReadFile { path: path.into() }) {
+        Ok(ResponseBody::File(s)) => s.trim().to_owned(),
+        other => panic!("reading {path}: {other:?}"),
+    }
+}
+
+fn state(m: &mut dyn Machine) -> String {
+    read(m, "/sys/kernel/sched_ext/state")
+}
+
+fn ops(m: &mut dyn Machine) -> String {
+    read(m, "/sys/kernel/sched_ext/root/ops")
+}
+
+/// Applies `op` (owned by the step); its notes.
+fn apply(m: &mut dyn Machine, op: Op) -> Vec<String> {
+    match ask(m, RequestBody::Apply { owner: Owner::Step, op }) {
+        ResponseBody::Applied(a) => {
+            eprintln!("notes: {:?}", a.notes);
+            a.notes
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn apply_err(m: &mut dyn Machine, op: Op) -> String {
+    match m.request(RequestBody::Apply { owner: Owner::Step, op: op.clone() }) {
+        Ok(r) => panic!("{op:?} succeeded: {r:?}"),
+        Err(e) => {
+            eprintln!("refused: {e}");
+            e.to_string()
+        }
+    }
+}
+
+fn pids(m: &mut dyn Machine, cgroup: &str) -> Vec<u32> {
+    read(m, &format!("/sys/fs/cgroup/schedbox/{cgroup}/cgroup.procs")).lines().filter_map(|l| l.parse().ok()).collect()
+}
+
+fn ext_workers(m: &mut dyn Machine, cgroup: &str, n: u32) {
+    ask(m, RequestBody::Setup { owner: Owner::Step, defs: vec![CgroupDef::named(cgroup)] });
+    apply(m, Op::spawn(SpawnPlacement::cgroup(cgroup), WorkSpec::default().workers(n).policy(SchedPolicy::Ext)));
+}
+
+#[test]
+fn the_fixture_attaches_runs_ext_workers_and_detaches() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut vm = boot();
+    let m = vm.as_mut();
+    assert_eq!(state(m), "disabled");
+    ask(m, RequestBody::BeginScenario { name: "attach".into() });
+    let err = apply_err(m, Op::detach_scheduler());
+    assert!(err.contains("no scheduler is attached"), "{err}");
+
+    let notes = apply(m, Op::attach_scheduler("fixture"));
+    assert!(notes.iter().any(|n| n.starts_with("attached fixture (ops \"fixture\"")), "{notes:?}");
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+
+    // SCHED_EXT workers run under it.
+    ext_workers(m, "ext", 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let p = pids(m, "ext");
+    assert_eq!(p.len(), 2, "{p:?}");
+    let sched = read(m, &format!("/proc/{}/sched", p[0]));
+    let policy = sched.lines().find(|l| l.starts_with("policy")).unwrap_or_else(|| panic!("{sched}"));
+    assert!(policy.trim_end().ends_with(" 7"), "SCHED_EXT is policy 7: {policy:?}");
+
+    // The kernel runs one scheduler at a time.
+    let err = apply_err(m, Op::attach_scheduler("fixture-alt"));
+    assert!(err.contains("EBUSY") && err.contains("\"fixture\""), "{err}");
+    assert_eq!(ops(m), "fixture", "the refused attach changed nothing");
+
+    match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => {
+            let w = t.workers.iter().find(|w| w.workers == 2).unwrap_or_else(|| panic!("{:?}", t.workers));
+            assert!(w.iterations > 0, "the SCHED_EXT workers ran: {w:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The scheduler outlives the step.
+    assert_eq!(state(m), "enabled");
+    let notes = apply(m, Op::detach_scheduler());
+    let detached = notes.iter().find(|n| n.starts_with("detached fixture")).unwrap_or_else(|| panic!("{notes:?}"));
+    assert!(detached.contains("exit kind=unreg"), "{detached}");
+    let dispatched = detached.split("dispatched=").nth(1).and_then(|s| s.split_whitespace().next());
+    assert!(dispatched.is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0)), "the fixture dispatched: {detached}");
+    assert_eq!(state(m), "disabled");
+    let err = apply_err(m, Op::detach_scheduler());
+    assert!(err.contains("no scheduler is attached"), "{err}");
+    ask(m, RequestBody::EndScenario);
+    vm.power_off().unwrap();
+}
+
+#[test]
+fn replace_and_restart_switch_ops_and_a_pinned_bss_survives() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut vm = boot();
+    let m = vm.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "replace".into() });
+    let err = apply_err(m, Op::replace_scheduler("fixture-alt"));
+    assert!(err.contains("nothing to replace"), "{err}");
+    apply(m, Op::attach_scheduler("fixture"));
+
+    // Pin the outgoing scheduler's .bss (the object name "scx_fifo" + ".bss").
+    let notes = apply(m, Op::pin_bpf_map("scx_fifo.bss"));
+    let pinned = notes.first().unwrap_or_else(|| panic!("{notes:?}")).clone();
+    let words: Vec<&str> = pinned.split_whitespace().collect();
+    assert_eq!(&words[..3], ["pinned", "scx_fifo.bss", "id"], "{pinned}");
+    let (id, fd) = (words[3].to_owned(), words[5].to_owned());
+    let again = apply(m, Op::pin_bpf_map("scx_fifo.bss"));
+    assert!(again[0].contains("already pinned") && again[0].contains(&format!("id {id} ")), "{again:?}");
+    let err = apply_err(m, Op::pin_bpf_map("no_such_map"));
+    assert!(err.contains("no BPF map is named") && err.contains("scx_fifo.bss"), "{err}");
+
+    let notes = apply(m, Op::replace_scheduler("fixture-alt"));
+    assert!(notes.iter().any(|n| n.starts_with("detached fixture")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("attached fixture-alt")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("no-scheduler window")), "{notes:?}");
+    // Ops names allow no `-`: the built-in fixture-alt reports fixture_alt.
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture_alt".to_owned()));
+    // The agent still holds the outgoing scheduler's map.
+    let fdinfo = read(m, &format!("/proc/1/fdinfo/{fd}"));
+    assert!(fdinfo.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["map_id:", id.as_str()]), "{fdinfo}");
+
+    let notes = apply(m, Op::restart_scheduler());
+    assert!(notes.iter().any(|n| n.starts_with("attached fixture-alt")), "restart starts the last one: {notes:?}");
+    assert_eq!(ops(m), "fixture_alt");
+
+    // EndScenario detaches the scheduler and releases the pinned map.
+    match ask(m, RequestBody::EndScenario) {
+        ResponseBody::Teardown(t) => assert!(t.leftovers.is_empty(), "{:?}", t.leftovers),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state(m), "disabled");
+    assert!(m.request(RequestBody::ReadFile { path: format!("/proc/1/fdinfo/{fd}") }).is_err(), "the pin is closed");
+    vm.power_off().unwrap();
+}
+
+#[test]
+fn a_stalling_or_failing_scheduler_fails_the_next_request_with_the_kernels_reason() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut vm = boot();
+    let m = vm.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "stall".into() });
+    apply(m, Op::attach_scheduler("fixture-stall"));
+    ext_workers(m, "ext", 2);
+    // It stops dispatching after 1 s; its 1 s watchdog then ejects it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state(m) == "enabled" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = match m.request(RequestBody::EndStep) {
+        Ok(r) => panic!("the step passed: {r:?}"),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("end-step refused: {err}");
+    assert!(err.contains("scheduler \"fixture-stall\" is no longer attached"), "{err}");
+    assert!(err.contains("kernel:") && err.contains("stall"), "the kernel's reason: {err}");
+    assert_eq!(state(m), "disabled");
+
+    // An error exit from BPF is reported the same way; then a good scheduler attaches again.
+    apply(m, Op::attach_scheduler("fixture-error"));
+    ext_workers(m, "ext2", 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let err = apply_err(m, Op::capture_cgroup_procs("x", "ext2"));
+    assert!(err.contains("\"fixture-error\" is no longer attached") && err.contains("--exit-after elapsed"), "{err}");
+    apply(m, Op::attach_scheduler("fixture"));
+    assert_eq!(ops(m), "fixture");
+    ask(m, RequestBody::EndScenario);
+    assert_eq!(state(m), "disabled");
+    vm.power_off().unwrap();
+}
