@@ -171,11 +171,20 @@ fn examples_pass_their_checks_in_a_real_guest() {
     let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let sb = TestSandbox::new(SandboxLimits::default());
     let mut m = boot("1n2l2c1t", vec![]);
-    for name in ["cpuset-split", "dynamic-add", "freeze-resume", "move-tasks"] {
-        let loaded = sb.load_file(&example("rust", name)).unwrap();
+    let cases = [
+        ("rust", "cpuset-split"),
+        ("rust", "dynamic-add"),
+        ("rust", "freeze-resume"),
+        ("rust", "move-tasks"),
+        // The C versions emit the same streams; their checks must agree with the kernel too.
+        ("c", "cpuset-split"),
+        ("c", "freeze-resume"),
+    ];
+    for (lang, name) in cases {
+        let loaded = sb.load_file(&example(lang, name)).unwrap();
         let plan = sb.plan(&loaded).unwrap();
         let exec = execute(m.as_mut(), &plan.stream, &PayloadDefaults::new());
-        assert_eq!(exec.error, None, "{name}");
+        assert_eq!(exec.error, None, "{lang} {name}");
         assert!(exec.results.steps.iter().all(|s| s.status == StepStatus::Passed), "{name}: {:?}", exec.results.steps);
         let verdict = sb.check(&loaded, name, exec.results.clone()).unwrap();
         assert_eq!(verdict.outcome, Outcome::Pass, "{name}: {:?}", verdict.messages);

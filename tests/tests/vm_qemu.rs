@@ -89,6 +89,10 @@ fn power_off_leaves_no_process_behind_and_guest_ram_is_mapped() {
     m.guest_ram().read(banner, &mut buf).unwrap();
     let release = m.facts().kernel_release.clone();
     assert!(String::from_utf8_lossy(&buf).contains(&release), "{:?} vs {release}", String::from_utf8_lossy(&buf));
+    // Let the guest go idle: a Facts answer waits for the agent's post-Ready kallsyms
+    // read, after which nothing runs in user space (the agent blocks in read()).
+    assert!(matches!(m.request(RequestBody::Facts), Ok(ResponseBody::Facts(_))));
+    std::thread::sleep(std::time::Duration::from_millis(200));
     // Pause and resume through QMP; the agent answers afterwards.
     m.pause().unwrap();
     assert_eq!(m.status().unwrap(), "paused");
