@@ -14,8 +14,11 @@ use schedbox_wire::{Owner, RequestBody, ResponseBody};
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn boot() -> Box<dyn Machine> {
-    let req =
-        BootRequest { kernel: None, topology: parse_topology("1n1l2c1t").unwrap(), memory_mib: 512, staged: vec![] };
+    boot_staged(vec![])
+}
+
+fn boot_staged(staged: Vec<(String, std::path::PathBuf)>) -> Box<dyn Machine> {
+    let req = BootRequest { kernel: None, topology: parse_topology("1n1l2c1t").unwrap(), memory_mib: 512, staged };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
     machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
 }
@@ -196,5 +199,56 @@ fn a_stalling_or_failing_scheduler_fails_the_next_request_with_the_kernels_reaso
     assert_eq!(ops(m), "fixture");
     ask(m, RequestBody::EndScenario);
     assert_eq!(state(m), "disabled");
+    vm.power_off().unwrap();
+}
+
+#[test]
+fn a_boot_scheduler_is_attached_for_the_whole_run_and_restart_starts_it_again() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut staged = Vec::new();
+    let err = machine::stage_boot_scheduler("no-such", &mut staged, dir.path()).unwrap_err().to_string();
+    assert!(err.contains("neither built in") && err.contains("--scheduler no-such=PATH"), "{err}");
+    assert!(staged.is_empty());
+    machine::stage_boot_scheduler("fixture", &mut staged, dir.path()).unwrap();
+    let mut vm = boot_staged(staged);
+    let m = vm.as_mut();
+    // Attached before any scenario.
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    let boot_pid = |m: &mut dyn Machine| -> Vec<String> {
+        read(m, "/proc/1/task/1/children").split_whitespace().map(str::to_owned).collect()
+    };
+    let first = boot_pid(m);
+
+    ask(m, RequestBody::BeginScenario { name: "swap-and-restart".into() });
+    let err = apply_err(m, Op::attach_scheduler("fixture-alt"));
+    assert!(err.contains("EBUSY") && err.contains("boot scheduler"), "{err}");
+    apply(m, Op::replace_scheduler("fixture-alt"));
+    assert_eq!(ops(m), "fixture_alt");
+    // restart-scheduler starts the boot scheduler, not the one attached last.
+    let notes = apply(m, Op::restart_scheduler());
+    assert!(notes.iter().any(|n| n.starts_with("detached fixture-alt")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("attached fixture ")), "{notes:?}");
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    apply(m, Op::replace_scheduler("fixture-alt"));
+    assert_eq!(ops(m), "fixture_alt");
+    // The scenario's end restores the boot scheduler.
+    match ask(m, RequestBody::EndScenario) {
+        ResponseBody::Teardown(t) => assert!(t.leftovers.is_empty(), "{:?}", t.leftovers),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    assert_ne!(boot_pid(m), first, "a new boot scheduler process");
+
+    // Detached by one scenario, it is back for the next one.
+    ask(m, RequestBody::BeginScenario { name: "detach".into() });
+    let notes = apply(m, Op::detach_scheduler());
+    assert!(notes.iter().any(|n| n.starts_with("detached fixture ")), "{notes:?}");
+    assert_eq!(state(m), "disabled");
+    ask(m, RequestBody::EndScenario);
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    ask(m, RequestBody::BeginScenario { name: "next".into() });
+    assert_eq!(ops(m), "fixture");
+    ask(m, RequestBody::EndScenario);
     vm.power_off().unwrap();
 }

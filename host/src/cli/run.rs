@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use schedbox::executor::{execute, Execution, PayloadDefaults};
-use schedbox::machine::{self, BootRequest};
+use schedbox::machine::{self, BootRequest, BUILT_IN_SCHEDULERS};
 use schedbox::op_model::{OpStream, Topology};
 use schedbox::results::{Outcome, StepStatus, Verdict};
 use schedbox::sandbox::{LoadedScenario, Sandbox};
@@ -38,9 +38,6 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
-
-/// Schedulers the guest has without `--scheduler` (the fixture and its misbehaving modes).
-const BUILT_IN_SCHEDULERS: &[&str] = &["fixture", "fixture-alt", "fixture-stall", "fixture-error"];
 
 /// `NAME=PATH[:ARGS]`.
 #[derive(Clone, Debug)]

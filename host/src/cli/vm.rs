@@ -38,6 +38,10 @@ pub struct GuestArgs {
     /// Boot watchdog, seconds.
     #[arg(long, default_value_t = 90)]
     pub boot_timeout: u64,
+    /// A sched_ext scheduler attached for the whole run: attached at boot, restored at each
+    /// scenario's end, started again by restart-scheduler (built in, or staged with --scheduler).
+    #[arg(long, value_name = "NAME")]
+    pub boot_scheduler: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +79,11 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
     let backend = machine::select_backend(g.backend).map_err(|e| env(e.into()))?;
     let mut req = BootRequest { kernel: g.kernel.clone(), topology, memory_mib, staged: Vec::new() };
     adjust(&mut req);
+    // The boot scheduler's name file only has to outlive the initramfs build.
+    let name_dir = tempfile::tempdir().map_err(|e| env(e.into()))?;
+    if let Some(name) = &g.boot_scheduler {
+        machine::stage_boot_scheduler(name, &mut req.staged, name_dir.path()).map_err(env)?;
+    }
     let mut spec = machine::prepare_boot(&req).map_err(env)?;
     spec.boot_timeout = Duration::from_secs(g.boot_timeout);
     let bar = indicatif::ProgressBar::new_spinner();

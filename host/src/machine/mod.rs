@@ -18,7 +18,9 @@ use std::time::Duration;
 pub use agent_link::AgentLink;
 pub use console::Console;
 pub use guest_ram::GuestRam;
-pub use prepare::{find_agent, parse_memory_mib, prepare_boot, BootRequest};
+pub use prepare::{
+    find_agent, parse_memory_mib, prepare_boot, stage_boot_scheduler, BootRequest, BOOT_SCHEDULER_GUEST, BUILT_IN_SCHEDULERS,
+};
 pub use schedbox_wire::GuestFacts;
 pub use topology::{parse_topology, TopologyError};
 pub use tsc::host_tsc_khz;

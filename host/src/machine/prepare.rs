@@ -49,6 +49,31 @@ pub fn find_agent() -> Result<PathBuf> {
 /// scheduler names `fixture`, `fixture-alt`, `fixture-stall` and `fixture-error`.
 pub const FIXTURE_SCHEDULER_GUEST: &str = "/staging/fixture-scheduler/schedbox-fixture-scheduler";
 
+/// Scheduler names every guest has without `--scheduler`: the fixture and its misbehaving modes.
+pub const BUILT_IN_SCHEDULERS: &[&str] = &["fixture", "fixture-alt", "fixture-stall", "fixture-error"];
+
+/// Where the guest agent reads the run's boot scheduler name.
+pub const BOOT_SCHEDULER_GUEST: &str = "/staging/boot-scheduler";
+
+/// Stages `name` as the run's boot scheduler: the agent attaches it when it starts, each
+/// scenario begins with it attached and ends by restoring it, and restart-scheduler
+/// starts it again. `name` must be built in or staged in `staged` (as
+/// `/staging/schedulers/<name>/<name>`); the name file is written into `dir`, which
+/// must outlive [`prepare_boot`].
+pub fn stage_boot_scheduler(name: &str, staged: &mut Vec<(String, PathBuf)>, dir: &Path) -> Result<()> {
+    let staged_path = format!("/staging/schedulers/{name}/{name}");
+    if !BUILT_IN_SCHEDULERS.contains(&name) && !staged.iter().any(|(g, _)| *g == staged_path) {
+        bail!(
+            "boot scheduler {name:?} is neither built in ({}) nor staged: pass --scheduler {name}=PATH",
+            BUILT_IN_SCHEDULERS.join(", ")
+        );
+    }
+    let file = dir.join("boot-scheduler");
+    std::fs::write(&file, name).with_context(|| format!("writing {}", file.display()))?;
+    staged.push((BOOT_SCHEDULER_GUEST.to_owned(), file));
+    Ok(())
+}
+
 /// The static fixture scheduler loader: `SCHEDBOX_FIXTURE_SCHEDULER`, else where
 /// `cargo xtask build-scenarios` leaves it (`target/x86_64-unknown-linux-gnu/release/`,
 /// found from the agent's target directory), else beside the agent. `None` when it

@@ -48,8 +48,11 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// A fresh executor; attaches the run's boot scheduler when the host staged one.
     pub fn new() -> Self {
-        Self::default()
+        let mut exec = Self::default();
+        exec.sched.start_boot();
+        exec
     }
 
     /// Handles a scenario request; `None` for requests that are not the executor's.
@@ -109,6 +112,7 @@ impl Executor {
                 leftovers.join(", ")
             ));
         }
+        self.sched.boot_ready().map_err(|e| format!("cannot start scenario {name:?}: {e}"))?;
         self.topo = Topo::read();
         cgroupfs::create_parent(&cpuset::format_cpu_list(&self.topo.online))
             .map_err(|e| format!("creating the managed cgroup parent: {e}"))

@@ -12,13 +12,16 @@
 //!
 //! The kernel runs one scheduler at a time, so the agent tracks at most one. Its
 //! lifetime is the scenario's whatever the op's owner: `EndScenario` detaches a
-//! scheduler still attached. While one is attached, every request checks that it is
+//! scheduler still attached (or restores the boot scheduler, below). While one is attached, every request checks that it is
 //! alive (the process runs and the state is `enabled`); when not, that request fails
 //! with the kernel's reason (the `sched_ext:` lines of the kernel log since the attach)
 //! and the scheduler's own last words.
 //!
-//! `restart-scheduler` restarts the last attached scheduler (the guest has no separate
-//! boot scheduler yet).
+//! A boot scheduler may be set for the whole run: the host stages its name in
+//! [`BOOT`]. The agent attaches it when it starts, every scenario begins with it attached
+//! and ends by restoring it (a scenario may detach or replace it meanwhile), and
+//! `restart-scheduler` kills whatever is attached and starts the boot scheduler again.
+//! Without a boot scheduler, `restart-scheduler` restarts the one attached now.
 
 use std::fs::File;
 use std::io::Read;
@@ -35,6 +38,8 @@ use super::spawn;
 pub const DIR: &str = "/staging/schedulers";
 /// The fixture scheduler's loader, staged by the host when it was built.
 pub const FIXTURE: &str = "/staging/fixture-scheduler/schedbox-fixture-scheduler";
+/// The boot scheduler's name, when the host set one for the run.
+pub const BOOT: &str = "/staging/boot-scheduler";
 /// Built-in scheduler names: the fixture loader's arguments for each. The ops name
 /// the kernel reports is the scheduler's name with `_` for `-` (the kernel allows
 /// only letters, digits, `_` and `.` in an ops name).
@@ -90,8 +95,10 @@ struct Pinned {
 #[derive(Default)]
 pub struct Sched {
     running: Option<Running>,
-    /// The last scheduler attached: what restart-scheduler starts again.
-    last: Option<Launch>,
+    /// The boot scheduler: attached at start, restored at each scenario's end.
+    boot: Option<Launch>,
+    /// Why the boot scheduler could not be resolved or attached, until it is.
+    boot_error: Option<String>,
     pinned: Vec<Pinned>,
 }
 
@@ -365,12 +372,66 @@ impl Sched {
         Err(format!("scheduler {name:?} is no longer attached: {why}{}", r.last_words()))
     }
 
+    /// Reads the boot scheduler's name staged by the host and attaches it; a failure is
+    /// kept and reported by [`Sched::boot_ready`].
+    pub fn start_boot(&mut self) {
+        let Ok(name) = std::fs::read_to_string(BOOT) else { return };
+        let name = name.trim().to_owned();
+        match resolve(&name) {
+            Ok(launch) => {
+                self.boot = Some(launch);
+                if let Err(e) = self.restore_boot() {
+                    self.boot_error = Some(e);
+                }
+            }
+            Err(e) => self.boot_error = Some(format!("boot scheduler: {e}")),
+        }
+    }
+
+    /// Fails when a boot scheduler is set but could not be attached (a scenario must not
+    /// start without it).
+    pub fn boot_ready(&mut self) -> Result<(), String> {
+        if self.boot.is_some() && self.boot_error.is_some() {
+            // One more try: the failure may have been transient.
+            if self.restore_boot().is_ok() {
+                self.boot_error = None;
+            }
+        }
+        match &self.boot_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the boot scheduler the attached one (if one is set): stops another, starts
+    /// it when nothing (alive) is attached. Its notes.
+    fn restore_boot(&mut self) -> Result<Vec<String>, String> {
+        let Some(boot) = self.boot.clone() else { return Ok(Vec::new()) };
+        let mut notes = Vec::new();
+        if self.running.is_some() {
+            let alive = self.check().is_ok();
+            let is_boot = self.running.as_ref().is_some_and(|r| r.launch.name == boot.name);
+            if alive && is_boot {
+                return Ok(notes);
+            }
+            if alive {
+                notes.push(self.stop()?);
+            }
+        }
+        let note = self.start(boot.clone()).map_err(|e| format!("restoring boot scheduler {:?}: {e}", boot.name))?;
+        notes.push(format!("{note} (boot scheduler)"));
+        Ok(notes)
+    }
+
     pub fn attach(&mut self, name: &str) -> Result<Vec<String>, String> {
         if let Some(r) = &self.running {
+            let boot = self.boot.as_ref().is_some_and(|b| b.name == r.launch.name);
             return Err(format!(
-                "EBUSY: scheduler {:?} (ops {:?}) is attached and the kernel runs one at a time: detach-scheduler \
+                "EBUSY: scheduler {:?} (ops {:?}) is attached{} and the kernel runs one at a time: detach-scheduler \
                  or replace-scheduler first",
-                r.launch.name, r.ops
+                r.launch.name,
+                r.ops,
+                if boot { " as the run's boot scheduler" } else { "" }
             ));
         }
         let state = state();
@@ -389,7 +450,6 @@ impl Sched {
     }
 
     fn start(&mut self, launch: Launch) -> Result<String, String> {
-        self.last = Some(launch.clone());
         let (r, took) = Running::start(launch)?;
         let note = format!("attached {} (ops {:?}, pid {}) in {} ms", r.launch.name, r.ops, r.pid, ms(took));
         self.running = Some(r);
@@ -407,7 +467,8 @@ impl Sched {
         self.stop().map(|n| vec![n])
     }
 
-    /// Stops the attached scheduler and starts `next` (`None`: the same one again).
+    /// Stops the attached scheduler and starts `next` (`None`: restart — the boot
+    /// scheduler when the run has one, else the attached one again).
     pub fn replace(&mut self, next: Option<&str>) -> Result<Vec<String>, String> {
         let Some(current) = &self.running else {
             return Err(format!(
@@ -417,7 +478,7 @@ impl Sched {
         };
         let launch = match next {
             Some(name) => resolve(name)?,
-            None => self.last.clone().unwrap_or_else(|| current.launch.clone()),
+            None => self.boot.clone().unwrap_or_else(|| current.launch.clone()),
         };
         let t0 = Instant::now();
         let mut notes = vec![self.stop()?];
@@ -462,12 +523,17 @@ impl Sched {
         ))
     }
 
-    /// The scenario ends: detaches a scheduler still attached and closes the pinned maps;
-    /// what could not be cleaned up.
+    /// The scenario ends: closes the pinned maps, and restores the boot scheduler or,
+    /// without one, detaches a scheduler still attached; what could not be cleaned up.
     pub fn end_scenario(&mut self) -> Vec<String> {
         let mut left = Vec::new();
         self.pinned.clear();
-        if self.running.is_some() {
+        if self.boot.is_some() {
+            if let Err(e) = self.restore_boot() {
+                self.boot_error = Some(e.clone());
+                left.push(e);
+            }
+        } else if self.running.is_some() {
             // One that died on its own needs no stop (check reaps it; its death was reported
             // to the request that noticed it, or is moot now).
             if self.check().is_ok() {
@@ -476,8 +542,18 @@ impl Sched {
                 }
             }
         }
-        self.last = None;
         left
+    }
+
+    /// Whether the run has a boot scheduler (a clean guest keeps it attached).
+    pub fn has_boot(&self) -> bool {
+        self.boot.is_some()
+    }
+
+    /// The attached scheduler's pid when it is the run's boot scheduler.
+    pub fn boot_pid(&self) -> Option<u32> {
+        let r = self.running.as_ref()?;
+        self.boot.as_ref().filter(|b| b.name == r.launch.name).map(|_| r.pid)
     }
 }
 
