@@ -1,0 +1,428 @@
+//! The `kvm` backend: schedbox's own VMM (`schedbox-kvm`) in this process.
+//!
+//! The vmlinux is entered in 64-bit mode with hardware-reduced ACPI; COM1
+//! (ttyS0) is the console and COM2 (ttyS1, `schedbox.channel=/dev/ttyS1`) the
+//! agent's channel. Both serial ports are bridged to Unix socket pairs so the
+//! shared [`Console`] and [`AgentLink`] work unchanged. Guest RAM is the VMM's
+//! memfd, mapped a second time as [`GuestRam`].
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use schedbox_kvm::linux::{GuestExit, LinuxSpec, LinuxVm, Watch};
+use schedbox_kvm::x86::cpuid::{CpuShape, CpuidOptions};
+use schedbox_kvm::{KvmKind, SerialOutput, SerialPort};
+use schedbox_ops::results::VcpuRegisters;
+use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
+
+use super::{AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError, PagingRegisters};
+
+/// RAM the backend can map as one contiguous [`GuestRam`] (below the 32-bit MMIO hole).
+const MAX_MEMORY_MIB: u64 = schedbox_kvm::memory::PCI_HOLE_START >> 20;
+
+/// The guest's kernel command line.
+pub fn kernel_cmdline(spec: &BootSpec) -> String {
+    let mut c =
+        ["console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "rdinit=/init", "schedbox.channel=/dev/ttyS1"]
+            .join(" ");
+    if !spec.extra_cmdline.is_empty() {
+        c.push(' ');
+        c.push_str(&spec.extra_cmdline);
+    }
+    c
+}
+
+/// Copies what the guest transmits on a serial port into `sink` until `stop`.
+fn pump_out(output: Arc<SerialOutput>, mut sink: UnixStream, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("serial-out".into()).spawn(move || {
+        let mut pos = 0;
+        while !stop.load(Ordering::Acquire) {
+            if !output.wait_bytes(pos, 1, Duration::from_millis(100)) {
+                continue;
+            }
+            let (bytes, next) = output.read_from(pos);
+            pos = next;
+            if sink.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Feeds bytes read from `source` into the guest's receive FIFO until EOF or `stop`.
+fn pump_in(port: SerialPort, mut source: UnixStream, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("serial-in".into()).spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = source.read(&mut buf) {
+            let mut off = 0;
+            while off < n {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let took = port.send(&buf[off..n]);
+                off += took;
+                if took == 0 {
+                    // The FIFO is full until the guest's interrupt handler drains it.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    })
+}
+
+/// A guest on schedbox's own VMM.
+pub struct KvmMachine {
+    // Drop order: the link and pumps go before the VM.
+    link: AgentLink,
+    console: Console,
+    /// Held for its drop: stops the pumps before the VM goes.
+    _bridges: Bridges,
+    ram: GuestRam,
+    facts: GuestFacts,
+    times: BootTimes,
+    vmlinux: PathBuf,
+    guest: LinuxVm,
+}
+
+/// The serial ↔ socket pumps; stopped and joined on drop.
+struct Bridges {
+    stop: Arc<AtomicBool>,
+    /// VMM-side socket ends, shut down to wake blocked readers.
+    ends: Vec<UnixStream>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for e in &self.ends {
+            let _ = e.shutdown(std::net::Shutdown::Both);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn alive(guest: &LinuxVm, console: &Console, phase: &'static str) -> Result<(), MachineError> {
+    let panic = |line: Option<String>| MachineError::KernelPanic {
+        phase,
+        panic: line.unwrap_or_default(),
+        console: console.tail(40),
+    };
+    if console.panicked() {
+        std::thread::sleep(Duration::from_millis(200));
+        return Err(panic(console.panic_line()));
+    }
+    match guest.watch(Duration::ZERO, |_| false) {
+        Watch::Ended(GuestExit::Panic(line)) => Err(panic(Some(line))),
+        Watch::Ended(end) => Err(MachineError::Exited { status: format!("{end:?}"), console: console.tail(40) }),
+        Watch::Reached | Watch::TimedOut => Ok(()),
+    }
+}
+
+fn kvm_error(e: schedbox_kvm::KvmError) -> MachineError {
+    match e {
+        schedbox_kvm::KvmError::NoDevice
+        | schedbox_kvm::KvmError::PermissionDenied
+        | schedbox_kvm::KvmError::Open(_) => {
+            MachineError::Unavailable { backend: BackendKind::Kvm, why: e.to_string() }
+        }
+        e => MachineError::Spawn(e.to_string()),
+    }
+}
+
+impl KvmMachine {
+    /// Boots the guest and waits for the agent's Ready (bounded by `spec.boot_timeout`).
+    pub fn boot(spec: &BootSpec) -> Result<Self, MachineError> {
+        let start = Instant::now();
+        let deadline = start + spec.boot_timeout;
+        if spec.memory_mib > MAX_MEMORY_MIB {
+            return Err(MachineError::Unsupported(format!(
+                "the kvm backend maps at most {MAX_MEMORY_MIB} MiB of guest RAM; use --memory {MAX_MEMORY_MIB}M or less"
+            )));
+        }
+        let t = &spec.topology;
+        let linux = LinuxSpec {
+            vmlinux: spec.vmlinux.clone(),
+            initramfs: Some(spec.initramfs.clone()),
+            cmdline: kernel_cmdline(spec),
+            shape: CpuShape {
+                nodes: t.numa_nodes,
+                llcs_per_node: t.llcs_per_node,
+                cores_per_llc: t.cores_per_llc,
+                threads_per_core: t.threads_per_core,
+            },
+            memory: spec.memory_mib << 20,
+            // XSAVE state sizes do not always match under nested virtualization.
+            cpuid: CpuidOptions { hide_xsave: true, hide_cx16: false },
+        };
+        let guest = LinuxVm::boot(&linux).map_err(kvm_error)?;
+        let setup_ms = start.elapsed().as_millis() as u64;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (console_host, console_vmm) = UnixStream::pair()?;
+        let (agent_host, agent_vmm) = UnixStream::pair()?;
+        let mut bridges = Bridges {
+            stop: stop.clone(),
+            ends: vec![console_vmm.try_clone()?, agent_vmm.try_clone()?],
+            threads: Vec::new(),
+        };
+        bridges.threads.push(pump_out(guest.console.output.clone(), console_vmm, stop.clone())?);
+        bridges.threads.push(pump_out(guest.channel.output.clone(), agent_vmm.try_clone()?, stop.clone())?);
+        bridges.threads.push(pump_in(guest.channel.clone(), agent_vmm, stop)?);
+        let console = Console::spawn_reader(console_host);
+        let mut link = AgentLink::new(agent_host, spec.request_timeout, console.clone())?;
+        let facts = link.wait_ready(deadline, &mut || alive(&guest, &console, "boot")).map_err(|e| match e {
+            MachineError::AgentTimeout { console, .. } => {
+                MachineError::BootTimeout { secs: spec.boot_timeout.as_secs(), console }
+            }
+            e => e,
+        })?;
+        let agent_ready_ms = start.elapsed().as_millis() as u64;
+        let mem = guest.vm.memory();
+        let ram = GuestRam::map_files(&[(mem.fd_path().as_path(), mem.size())])?;
+        Ok(Self {
+            link,
+            console,
+            _bridges: bridges,
+            ram,
+            times: BootTimes { setup_ms, kernel_ms: facts.uptime_ms, agent_ready_ms },
+            facts,
+            vmlinux: spec.vmlinux.clone(),
+            guest,
+        })
+    }
+
+    fn registers(&self) -> Result<Vec<(schedbox_kvm::kvm_regs, schedbox_kvm::kvm_sregs)>, MachineError> {
+        let n = self.guest.vm.states().len();
+        (0..n).map(|i| self.guest.vm.registers(i).map_err(|e| MachineError::Unsupported(e.to_string()))).collect()
+    }
+}
+
+impl Machine for KvmMachine {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Kvm
+    }
+
+    fn facts(&self) -> &GuestFacts {
+        &self.facts
+    }
+
+    fn vmlinux(&self) -> &Path {
+        &self.vmlinux
+    }
+
+    fn boot_times(&self) -> BootTimes {
+        self.times
+    }
+
+    fn request(&mut self, body: RequestBody) -> Result<ResponseBody, MachineError> {
+        let (guest, console) = (&self.guest, &self.console);
+        self.link.request(body, &mut || alive(guest, console, "a request"))
+    }
+
+    fn guest_ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    fn guest_requests(&mut self) -> Vec<super::GuestRequest> {
+        self.link.take_guest_requests()
+    }
+
+    fn pause(&mut self) -> Result<(), MachineError> {
+        self.guest.vm.pause().map(drop).map_err(|e| MachineError::FreezeTimeout {
+            what: "parking every vCPU".into(),
+            ms: 5000,
+            why: e.to_string(),
+        })
+    }
+
+    fn resume(&mut self) -> Result<(), MachineError> {
+        self.guest.vm.resume().map_err(|e| MachineError::Unsupported(format!("resuming the vCPUs: {e}")))
+    }
+
+    fn vcpu_registers(&mut self) -> Result<Vec<VcpuRegisters>, MachineError> {
+        Ok(self
+            .registers()?
+            .into_iter()
+            .enumerate()
+            .map(|(cpu, (r, s))| VcpuRegisters { cpu: cpu as u32, rip: r.rip, rsp: r.rsp, cr3: s.cr3 })
+            .collect())
+    }
+
+    fn paging_registers(&mut self) -> Result<Vec<PagingRegisters>, MachineError> {
+        Ok(self
+            .registers()?
+            .into_iter()
+            .enumerate()
+            .map(|(cpu, (r, s))| PagingRegisters { cpu: cpu as u32, rip: r.rip, cr3: s.cr3, cr4: s.cr4 })
+            .collect())
+    }
+
+    fn console_tail(&self, n: usize) -> String {
+        self.console.tail(n)
+    }
+
+    fn power_off(mut self: Box<Self>) -> Result<(), MachineError> {
+        self.link.send(RequestBody::PowerOff)?;
+        match self.guest.watch(Duration::from_secs(20), |_| false) {
+            Watch::Ended(GuestExit::PowerOff) => Ok(()),
+            Watch::Ended(GuestExit::Panic(panic)) => {
+                Err(MachineError::KernelPanic { phase: "power-off", panic, console: self.console.tail(20) })
+            }
+            Watch::Ended(end) => {
+                Err(MachineError::Exited { status: format!("{end:?}"), console: self.console.tail(20) })
+            }
+            Watch::Reached | Watch::TimedOut => {
+                Err(MachineError::AgentTimeout { what: "power-off".into(), secs: 20, console: self.console.tail(20) })
+            }
+        }
+    }
+}
+
+/// Whether the kvm backend has booted a stock kernel to agent Ready. Until it
+/// has (nested runs stall in early boot, see docs/BENCHMARKS.md), hardware KVM
+/// hosts keep qemu as the default too and `--backend kvm` opts in.
+pub const KVM_BOOTS_STOCK_KERNEL: bool = false;
+
+/// Which backend to use when none was requested, and why not kvm: hardware
+/// KVM runs the kvm backend (once [`KVM_BOOTS_STOCK_KERNEL`]); PVM, which
+/// cannot boot a stock kernel, or no usable /dev/kvm falls back to qemu.
+pub fn default_backend(kind: &KvmKind) -> (BackendKind, Option<String>) {
+    match kind {
+        KvmKind::Hardware if KVM_BOOTS_STOCK_KERNEL => (BackendKind::Kvm, None),
+        KvmKind::Hardware => (
+            BackendKind::Qemu,
+            Some("hardware KVM found, but the kvm backend does not boot a stock kernel yet: using the qemu backend (--backend kvm to try it)".into()),
+        ),
+        KvmKind::Pvm => (
+            BackendKind::Qemu,
+            Some("/dev/kvm is software PVM (kvm_pvm), which cannot boot a stock kernel: using the qemu backend".into()),
+        ),
+        KvmKind::Unavailable(why) => (BackendKind::Qemu, Some(format!("{why}; using the qemu backend"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op_model::Topology;
+    use std::time::Duration;
+
+    #[test]
+    fn pvm_and_missing_kvm_fall_back_to_qemu_with_the_reason() {
+        let (b, why) = default_backend(&KvmKind::Hardware);
+        if KVM_BOOTS_STOCK_KERNEL {
+            assert_eq!((b, why), (BackendKind::Kvm, None));
+        } else {
+            assert_eq!(b, BackendKind::Qemu);
+            assert!(why.unwrap().contains("--backend kvm"));
+        }
+        let (b, why) = default_backend(&KvmKind::Pvm);
+        assert_eq!(b, BackendKind::Qemu);
+        assert!(why.unwrap().contains("PVM"));
+        let (b, why) = default_backend(&KvmKind::Unavailable("/dev/kvm does not exist".into()));
+        assert_eq!(b, BackendKind::Qemu);
+        assert!(why.unwrap().starts_with("/dev/kvm does not exist"));
+    }
+
+    #[test]
+    fn the_agent_channel_is_the_second_serial_port() {
+        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1 };
+        let mut spec = BootSpec::new("vmlinux".into(), "initramfs".into(), topology);
+        spec.extra_cmdline = "foo=1".into();
+        let c = kernel_cmdline(&spec);
+        assert!(c.contains("console=ttyS0") && c.contains("schedbox.channel=/dev/ttyS1"), "{c}");
+        assert!(c.ends_with(" foo=1"), "{c}");
+    }
+
+    /// A stand-in kernel playing the agent: it writes the initramfs (a framed
+    /// `Ready`) to COM2, waits for any byte from the host, then powers off.
+    #[rustfmt::skip]
+    const STANDIN_AGENT: &[u8] = &[
+        0x49, 0x89, 0xf0,                         // mov r8, rsi             (zero page)
+        0x41, 0x8b, 0xb0, 0x18, 0x02, 0x00, 0x00, // mov esi, [r8+0x218]     (ramdisk_image)
+        0x41, 0x8b, 0x88, 0x1c, 0x02, 0x00, 0x00, // mov ecx, [r8+0x21c]     (ramdisk_size)
+        0x66, 0xba, 0xf8, 0x02,                   // mov dx, 0x2f8           (COM2)
+        0xac, 0xee, 0xff, 0xc9, 0x75, 0xfa,       // 1: lodsb; out dx, al; dec ecx; jnz 1b
+        0x66, 0xba, 0xfd, 0x02,                   // mov dx, 0x2fd           (COM2 LSR)
+        0xec, 0xa8, 0x01, 0x74, 0xfb,             // 2: in al, dx; test al, 1; jz 2b
+        0x66, 0xba, 0xc0, 0x03,                   // mov dx, 0x3c0           (sleep control)
+        0xb0, 0x34,                               // mov al, SLP_EN | S5 << 2
+        0xee, 0xf4,                               // out dx, al; hlt
+    ];
+
+    #[test]
+    fn boots_to_ready_over_the_serial_channel_and_powers_off() {
+        if let KvmKind::Unavailable(why) = schedbox_kvm::detect() {
+            eprintln!("SKIP boots_to_ready_over_the_serial_channel: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (vmlinux, initramfs) = (dir.path().join("vmlinux"), dir.path().join("initramfs"));
+        std::fs::write(&vmlinux, schedbox_kvm::guest_image::elf64(STANDIN_AGENT)).unwrap();
+        let facts = GuestFacts {
+            kernel_release: "stand-in".into(),
+            cpus_online: vec![0, 1],
+            uptime_ms: 7,
+            ..Default::default()
+        };
+        let mut frame = Vec::new();
+        schedbox_wire::write_msg(&mut frame, &schedbox_wire::AgentMessage::Ready(facts.clone())).unwrap();
+        std::fs::write(&initramfs, &frame).unwrap();
+        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 2, threads_per_core: 1 };
+        let mut spec = BootSpec::new(vmlinux, initramfs, topology);
+        spec.memory_mib = 16;
+        spec.boot_timeout = Duration::from_secs(20);
+        let mut m = Box::new(KvmMachine::boot(&spec).expect("boot to Ready"));
+        assert_eq!(m.facts(), &facts, "Ready crossed COM2, the pump and the agent link intact");
+        assert_eq!(m.boot_times().kernel_ms, 7);
+        let mut code = [0u8; 3];
+        m.guest_ram().read(schedbox_kvm::guest_image::STANDIN_ENTRY, &mut code).unwrap();
+        assert_eq!(code, STANDIN_AGENT[..3], "guest RAM is mapped at its guest addresses");
+        m.pause().unwrap();
+        let regs = m.vcpu_registers().unwrap();
+        assert_eq!(regs.len(), 2);
+        let code_range = schedbox_kvm::guest_image::STANDIN_ENTRY..schedbox_kvm::guest_image::STANDIN_ENTRY + 64;
+        assert!(code_range.contains(&regs[0].rip), "the BSP polls COM2: {regs:?}");
+        assert_eq!(regs[0].cr3, schedbox_kvm::x86::regs::PML4_ADDR);
+        m.resume().unwrap();
+        m.power_off().expect("the request reached the guest, which powered off");
+    }
+
+    /// The real kernel and agent, on hardware KVM only (PVM cannot boot a stock kernel).
+    #[test]
+    fn boots_the_real_kernel_with_llc_groups_on_hardware_kvm() {
+        if !KVM_BOOTS_STOCK_KERNEL && std::env::var_os("SCHEDBOX_KVM_E2E").is_none() {
+            eprintln!(
+                "SKIP boots_the_real_kernel_on_hardware_kvm: not yet expected to pass; SCHEDBOX_KVM_E2E=1 runs it"
+            );
+            return;
+        }
+        match schedbox_kvm::detect() {
+            KvmKind::Hardware => {}
+            other => {
+                eprintln!("SKIP boots_the_real_kernel_on_hardware_kvm: needs hardware KVM, /dev/kvm is {other:?}");
+                return;
+            }
+        }
+        let topology = Topology { numa_nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1 };
+        let req = crate::machine::BootRequest { kernel: None, topology, memory_mib: 512, staged: Vec::new() };
+        let spec = match crate::machine::prepare_boot(&req) {
+            Ok(spec) => spec,
+            Err(e) => {
+                eprintln!("SKIP boots_the_real_kernel_on_hardware_kvm: no kernel or agent to boot ({e:#})");
+                return;
+            }
+        };
+        let m = Box::new(KvmMachine::boot(&spec).expect("boot to Ready"));
+        assert_eq!(m.facts().cpus_online, vec![0, 1, 2, 3]);
+        assert_eq!(m.facts().llc_groups, vec![vec![0, 1], vec![2, 3]], "CPUID LLC sharing reached sysfs");
+        m.power_off().expect("ACPI S5 power-off");
+    }
+}
