@@ -6,10 +6,12 @@
 //! line (`auto`, the default: the virtio port named `schedbox`), reports `Ready`
 //! and serves requests until told to power off or the host goes away.
 //!
-//! The same binary is the worker process: `/init worker <json spec>` (see [`worker`]).
+//! The same binary is the worker process: `/init worker <json spec>` (see [`worker`]),
+//! and the client of guest-initiated host-side ops: `/init host-op ...` (see [`hostops`]).
 
 mod channel;
 mod exec;
+mod hostops;
 mod modules;
 mod setup;
 mod shm;
@@ -19,7 +21,7 @@ mod worker;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use schedbox_wire::{read_msg, write_msg, AgentMessage, GuestFacts, Request, RequestBody, ResponseBody, WireError};
 
@@ -27,6 +29,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(worker::ARG) {
         worker::main(args.get(2).map(String::as_str));
+    }
+    if args.get(1).map(String::as_str) == Some(hostops::ARG) {
+        hostops::client_main(&args[2..]);
     }
     if let Err(e) = agent() {
         console(&format!("schedbox-agent: fatal: {e}"));
@@ -70,10 +75,16 @@ fn agent() -> Result<(), String> {
     std::thread::spawn(|| {
         let _ = KALLSYMS.set(setup::expose_kallsyms());
     });
-    serve(&mut reader, &mut writer)
+    // Frames from the request loop and the host-ops forwarder must not interleave.
+    let writer: hostops::Writer = Arc::new(Mutex::new(writer));
+    let broker = Arc::new(hostops::Broker::default());
+    if let Err(e) = hostops::listen(broker.clone(), writer.clone()) {
+        console(&format!("schedbox-agent: guest-initiated host ops unavailable: {e}"));
+    }
+    serve(&mut reader, &writer, &broker)
 }
 
-fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> {
+fn serve(reader: &mut BufReader<File>, writer: &hostops::Writer, broker: &hostops::Broker) -> Result<(), String> {
     let mut exec = exec::Executor::new();
     loop {
         let req: Request = match read_msg(reader) {
@@ -86,13 +97,39 @@ fn serve(reader: &mut BufReader<File>, writer: &mut File) -> Result<(), String> 
                 continue;
             }
         };
-        let result = match exec.handle(&req.body) {
-            Some(result) => result,
-            None => answer(&req.body),
+        // A scenario's end fails the guest requests the host has not answered.
+        if matches!(req.body, RequestBody::EndScenario | RequestBody::Reset | RequestBody::BeginScenario { .. }) {
+            broker.set_active(false);
+        }
+        // The host cannot service guest requests while it waits on a payload: a client
+        // inside that payload would hold the op up until it timed out.
+        let blocking = matches!(&req.body, RequestBody::Apply { op: schedbox_ops::Op::WaitPayload { .. }, .. });
+        if blocking {
+            broker.block(
+                "the host is waiting on wait-payload (it serves guest requests between ops and during holds, \
+                 not while a payload is awaited)",
+            );
+        }
+        let result = match &req.body {
+            RequestBody::HostOpReply { id, result } => broker.reply(*id, result.clone()).map(|()| ResponseBody::Ok),
+            body => match exec.handle(body) {
+                Some(result) => result,
+                None => answer(body),
+            },
         };
+        if blocking {
+            broker.unblock();
+        }
+        if matches!(req.body, RequestBody::BeginScenario { .. }) && result.is_ok() {
+            broker.set_active(true);
+        }
         // PID 1 inherits every orphan: collect them after each request.
         exec.reap();
-        write_msg(writer, &AgentMessage::Response { id: req.id, result }).map_err(|e| e.to_string())?;
+        let sent = {
+            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            write_msg(&mut *w, &AgentMessage::Response { id: req.id, result })
+        };
+        sent.map_err(|e| e.to_string())?;
         match req.body {
             RequestBody::PowerOff => return Ok(()),
             RequestBody::Crash => {

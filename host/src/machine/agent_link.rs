@@ -1,14 +1,24 @@
 //! The host end of the agent channel: framed requests out, and a reader
 //! thread turning frames in into messages, so waits can be bounded and can
-//! watch the VM at the same time.
+//! watch the VM at the same time. Unsolicited guest requests for host-side ops
+//! ([`AgentMessage::HostOpRequest`]) go to a queue of their own, which the executor
+//! drains ([`AgentLink::take_guest_requests`]) and answers with `HostOpReply`.
 
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use schedbox_wire::{read_msg, write_msg, AgentMessage, GuestFacts, Request, RequestBody, ResponseBody, WireError};
 
 use super::MachineError;
+
+/// A guest process's request for a host-side op, forwarded by the agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuestRequest {
+    /// The agent's id: the `HostOpReply` must carry it.
+    pub id: u64,
+    pub op: schedbox_ops::Op,
+}
 
 /// What the waiting side checks between polls: is the VM still alive?
 pub type Liveness<'a> = &'a mut dyn FnMut() -> Result<(), MachineError>;
@@ -17,6 +27,7 @@ pub type Liveness<'a> = &'a mut dyn FnMut() -> Result<(), MachineError>;
 pub struct AgentLink {
     writer: UnixStream,
     inbox: Receiver<Result<AgentMessage, WireError>>,
+    guest_requests: Receiver<GuestRequest>,
     next_id: u64,
     timeout: Duration,
     /// Set after a timeout or a broken frame: later requests fail at once.
@@ -31,14 +42,32 @@ impl AgentLink {
     pub fn new(stream: UnixStream, timeout: Duration, console: super::Console) -> std::io::Result<Self> {
         let mut reader = stream.try_clone()?;
         let (tx, inbox) = mpsc::channel();
+        let (guest_tx, guest_requests) = mpsc::channel();
         std::thread::Builder::new().name("agent-reader".into()).spawn(move || loop {
             let msg = read_msg::<_, AgentMessage>(&mut reader);
+            if let Ok(AgentMessage::HostOpRequest { id, op }) = msg {
+                tracing::debug!("guest request {id}: {}", op.kind().wit_name());
+                // Nobody drains it once the link is gone; the agent times the client out.
+                let _ = guest_tx.send(GuestRequest { id, op });
+                continue;
+            }
             let stop = msg.is_err();
             if tx.send(msg).is_err() || stop {
                 break;
             }
         })?;
-        Ok(Self { writer: stream, inbox, next_id: 1, timeout, broken: None, console })
+        Ok(Self { writer: stream, inbox, guest_requests, next_id: 1, timeout, broken: None, console })
+    }
+
+    /// The guest requests for host-side ops received so far, oldest first; never blocks.
+    pub fn take_guest_requests(&mut self) -> Vec<GuestRequest> {
+        let mut out = Vec::new();
+        loop {
+            match self.guest_requests.try_recv() {
+                Ok(r) => out.push(r),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return out,
+            }
+        }
     }
 
     fn recv(&mut self, what: &str, deadline: Instant, alive: Liveness<'_>) -> Result<AgentMessage, MachineError> {

@@ -70,10 +70,19 @@ pub enum RequestBody {
     EndStep,
     /// Tear everything down (Backdrop included) and verify nothing is left.
     EndScenario,
+    /// Bring the guest back to a clean state between scenarios and prove it: survey the
+    /// kernel (managed cgroups, user processes, sched_ext state, frozen cgroups), clean what
+    /// is found, survey again. Answered with [`ResponseBody::Reset`]; `verified` is false
+    /// when something could not be cleaned (the host then reboots the guest).
+    Reset,
+    /// The host's answer to the agent's [`AgentMessage::HostOpRequest`] `id`, relayed
+    /// to the guest client that asked. Answered with `Ok` (or an error when no client
+    /// waits for `id` any more: it timed out or the scenario ended).
+    HostOpReply { id: u64, result: Result<HostOpOutput, String> },
 }
 
 /// Agent → host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum AgentMessage {
@@ -81,6 +90,38 @@ pub enum AgentMessage {
     Ready(GuestFacts),
     /// The answer to request `id`.
     Response { id: u64, result: Result<ResponseBody, String> },
+    /// Unsolicited: a process in the guest asks for host-side `op` (see
+    /// [`is_host_side`]). `id` is the agent's own numbering; the host answers with
+    /// [`RequestBody::HostOpReply`] carrying the same `id`.
+    HostOpRequest { id: u64, op: Op },
+}
+
+/// What a guest-initiated host-side op produced: the same records a scenario's
+/// own op adds to its results.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOpOutput {
+    /// `read-kernel-*` values, tagged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<schedbox_ops::results::KernelRead>,
+    /// `capture-snapshot`'s snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<schedbox_ops::results::Snapshot>,
+    /// Freeze rendezvous the op ran.
+    pub rendezvous: u64,
+}
+
+/// Whether `op` runs on the host (kernel memory, snapshots, watchpoints): the only
+/// kinds a guest process may ask for through the agent.
+pub fn is_host_side(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ReadKernelHot { .. }
+            | Op::ReadKernelCold { .. }
+            | Op::WriteKernelHot { .. }
+            | Op::WriteKernelCold { .. }
+            | Op::CaptureSnapshot { .. }
+            | Op::WatchSnapshot { .. }
+    )
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +138,8 @@ pub enum ResponseBody {
     Applied(Applied),
     /// What a teardown collected.
     Teardown(Teardown),
+    /// What a `Reset` found, cleaned and verified.
+    Reset(ResetReport),
 }
 
 /// Observations an op produced while applying.
@@ -122,4 +165,70 @@ pub struct Teardown {
     pub payloads: Vec<PayloadExit>,
     /// Anything that could not be removed (cgroup paths, pids): empty when clean.
     pub leftovers: Vec<String>,
+}
+
+/// One aspect of a guest reset: what the survey found before cleaning, and what a
+/// second survey still found after it (empty when clean). Entries name the cgroup,
+/// the pid and its `comm`, or the sched_ext state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetCheck {
+    pub found: Vec<String>,
+    pub remaining: Vec<String>,
+}
+
+impl ResetCheck {
+    /// Whether nothing remained after cleaning.
+    pub fn clean(&self) -> bool {
+        self.remaining.is_empty()
+    }
+}
+
+/// The answer to `Reset`: each aspect checked in the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetReport {
+    /// Cgroups under the managed parent (and the parent itself).
+    pub cgroups: ResetCheck,
+    /// User processes other than the agent and the run's boot scheduler (workers, payloads,
+    /// their orphans, schedulers).
+    pub tasks: ResetCheck,
+    /// `/sys/kernel/sched_ext/state` when not as a clean guest has it: `disabled`, or
+    /// `enabled` by the run's boot scheduler.
+    pub scheduler: ResetCheck,
+    /// Cgroups anywhere in the hierarchy with `cgroup.freeze 1` or `frozen 1`.
+    pub frozen: ResetCheck,
+    /// What the cleaning did, one line each (thawed, killed, removed, detached).
+    pub actions: Vec<String>,
+    /// What a clean guest keeps, as found after cleaning: the run's boot scheduler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+    /// How long the reset took in the guest, µs.
+    pub guest_us: u64,
+}
+
+impl ResetReport {
+    /// Whether the second survey found the guest clean in every aspect.
+    pub fn verified(&self) -> bool {
+        self.cgroups.clean() && self.tasks.clean() && self.scheduler.clean() && self.frozen.clean()
+    }
+}
+
+#[cfg(test)]
+mod host_op_tests {
+    use super::*;
+    use schedbox_ops::{KernelTarget, KernelValueWidth};
+
+    #[test]
+    fn guest_requests_and_replies_round_trip() {
+        let op = Op::read_kernel_cold("j", KernelTarget::symbol("jiffies_64"), KernelValueWidth::U64);
+        assert!(is_host_side(&op) && is_host_side(&Op::capture_snapshot("s")));
+        assert!(!is_host_side(&Op::add_cgroup("x")));
+        let msg = AgentMessage::HostOpRequest { id: 3, op };
+        let mut bytes = Vec::new();
+        crate::write_msg(&mut bytes, &msg).unwrap();
+        assert_eq!(crate::read_msg::<_, AgentMessage>(&mut bytes.as_slice()).unwrap(), msg);
+        let reply = Request { id: 9, body: RequestBody::HostOpReply { id: 3, result: Err("no".into()) } };
+        let mut bytes = Vec::new();
+        crate::write_msg(&mut bytes, &reply).unwrap();
+        assert_eq!(crate::read_msg::<_, Request>(&mut bytes.as_slice()).unwrap(), reply);
+    }
 }

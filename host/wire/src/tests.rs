@@ -73,3 +73,21 @@ fn bad_magic_version_and_length_are_named() {
     assert!(matches!(decode::<Request>(&b), Err(WireError::TooLarge(_))));
     assert!(matches!(read_msg::<_, Request>(&mut &good[..10]), Err(WireError::Closed)));
 }
+
+#[test]
+fn a_reset_round_trips_and_is_verified_only_when_nothing_remains() {
+    let req = Request { id: 3, body: RequestBody::Reset };
+    let (back, _): (Request, usize) = decode(&encode(&req).unwrap()).unwrap();
+    assert_eq!(back, req);
+    let mut report = ResetReport {
+        frozen: ResetCheck { found: vec!["/schedbox/a".into()], remaining: Vec::new() },
+        actions: vec!["thawed /schedbox/a".into()],
+        ..ResetReport::default()
+    };
+    assert!(report.verified(), "found and cleaned is clean");
+    report.tasks.remaining.push("pid 9 (w) in /schedbox/a".into());
+    assert!(!report.verified());
+    let msg = AgentMessage::Response { id: 3, result: Ok(ResponseBody::Reset(report.clone())) };
+    let (back, _): (AgentMessage, usize) = decode(&encode(&msg).unwrap()).unwrap();
+    assert_eq!(back, msg);
+}

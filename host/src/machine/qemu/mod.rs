@@ -1,23 +1,37 @@
 //! The `qemu` backend: a QEMU process we start (TCG), firmware-less PVH boot
 //! of the vmlinux, guest RAM in shared files mapped here with vm-memory, QMP
-//! for stop/cont/quit, the agent on a virtio-serial port.
+//! for stop/cont/quit, the agent on a virtio-serial port, and the gdbstub for
+//! hardware watchpoints (connected when the first one is armed). Freezes and
+//! watchpoint captures take one capture gate: at most one in flight.
 
 mod args;
+mod capture_gate;
+mod gdb;
 mod qmp;
 mod registers;
 
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
 pub use args::{kernel_cmdline, qemu_args, VmPaths};
+use capture_gate::CaptureGate;
+use gdb::Gdb;
 use qmp::Qmp;
 
-use super::{AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError};
+use super::{
+    AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError, PagingRegisters,
+    WatchHandler,
+};
+
+/// How long a freeze waits for a watchpoint capture in flight.
+const FREEZE_WAIT: Duration = Duration::from_secs(5);
 
 /// The QEMU binary (`SCHEDBOX_QEMU` overrides).
 pub fn qemu_program() -> String {
@@ -30,8 +44,16 @@ pub struct QemuMachine {
     qmp: Qmp,
     link: AgentLink,
     console: Console,
-    ram: GuestRam,
+    ram: Arc<GuestRam>,
     facts: GuestFacts,
+    /// At most one capture (freeze or watchpoint hit) in flight.
+    gate: Arc<CaptureGate>,
+    /// The gdbstub connection, made when the first watchpoint is armed.
+    gdb: Option<Gdb>,
+    gdb_path: PathBuf,
+    /// The current freeze found the guest stopped by a watchpoint: the gdb
+    /// worker resumes it after its capture, so `resume` must not.
+    watch_stopped: bool,
     times: BootTimes,
     vmlinux: PathBuf,
     /// Sockets; removed on drop.
@@ -115,16 +137,26 @@ impl QemuMachine {
         let args = qemu_args(spec, &paths, super::host_tsc_khz());
         let program = qemu_program();
         tracing::debug!("{program} {}", args.join(" "));
-        let child = Command::new(&program)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => MachineError::QemuMissing { program: program.clone() },
-                _ => MachineError::Spawn(format!("{program}: {e}")),
-            })?;
+        let mut command = Command::new(&program);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Its own process group: a terminal's Ctrl-C reaches schedbox, which powers the
+        // guest off, not QEMU directly.
+        command.process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // QEMU dies with the thread that started it, even when schedbox is SIGKILLed.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => MachineError::QemuMissing { program: program.clone() },
+            _ => MachineError::Spawn(format!("{program}: {e}")),
+        })?;
         let mut guard = ChildGuard(Some(child));
         let child = guard.0.as_mut().expect("just set");
         let console = Console::spawn_reader(child.stdout.take().expect("stdout is piped"));
@@ -149,7 +181,7 @@ impl QemuMachine {
         let agent_ready_ms = start.elapsed().as_millis() as u64;
         let per_node = ((spec.memory_mib / u64::from(spec.topology.numa_nodes)) & !1) << 20;
         let files: Vec<(&Path, u64)> = paths.ram.iter().map(|p| (p.as_path(), per_node)).collect();
-        let ram = GuestRam::map_files(&files)?;
+        let ram = Arc::new(GuestRam::map_files(&files)?);
         let _ = qmp.status()?;
         let child = guard.0.take().expect("still owned");
         Ok(Self {
@@ -158,6 +190,10 @@ impl QemuMachine {
             link,
             console,
             ram,
+            gate: Arc::default(),
+            gdb: None,
+            gdb_path: paths.gdb.clone(),
+            watch_stopped: false,
             times: BootTimes { setup_ms, kernel_ms: facts.uptime_ms, agent_ready_ms },
             vmlinux: spec.vmlinux.clone(),
             facts,
@@ -203,16 +239,62 @@ impl Machine for QemuMachine {
         &self.ram
     }
 
+    fn guest_requests(&mut self) -> Vec<super::GuestRequest> {
+        self.link.take_guest_requests()
+    }
+
     fn pause(&mut self) -> Result<(), MachineError> {
-        self.qmp.execute("stop", None).map(|_| ())
+        self.stop_for("freeze")
     }
 
     fn resume(&mut self) -> Result<(), MachineError> {
-        self.qmp.execute("cont", None).map(|_| ())
+        self.restart()
+    }
+
+    fn paging_registers(&mut self) -> Result<Vec<PagingRegisters>, MachineError> {
+        let out = self
+            .qmp
+            .execute("human-monitor-command", Some(serde_json::json!({"command-line": "info registers -a"})))?;
+        let regs = registers::parse_paging_registers(out.as_str().unwrap_or_default());
+        if regs.is_empty() {
+            return Err(MachineError::Qmp("no control registers in QEMU's `info registers -a`".into()));
+        }
+        Ok(regs)
+    }
+
+    fn arm_watchpoint(&mut self, addr: u64, len: u64, handler: WatchHandler) -> Result<(), MachineError> {
+        if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {
+            return Err(MachineError::Unsupported(format!(
+                "a watchpoint covers 1, 2, 4 or 8 bytes at an address aligned to its length; {addr:#x} (+{len}) is not"
+            )));
+        }
+        // The gdbstub takes packets only while the guest is stopped.
+        self.stop_for("watchpoint arm")?;
+        let armed = (|| {
+            if self.gdb.is_none() {
+                self.gdb = Some(Gdb::connect(&self.gdb_path, self.gate.clone(), self.ram.clone())?);
+            }
+            self.gdb.as_ref().expect("just connected").insert_watch(addr, len, handler)
+        })();
+        let resumed = self.restart();
+        armed?;
+        resumed
+    }
+
+    fn disarm_watchpoints(&mut self) -> Result<(), MachineError> {
+        if self.gdb.as_ref().is_none_or(|g| g.armed() == 0) {
+            return Ok(());
+        }
+        self.stop_for("watchpoint removal")?;
+        let removed = self.gdb.as_ref().expect("checked").remove_watches();
+        let resumed = self.restart();
+        removed?;
+        resumed
     }
 
     fn vcpu_registers(&mut self) -> Result<Vec<VcpuRegisters>, MachineError> {
-        if self.qmp.status()? != "paused" {
+        // `debug`: stopped by a watchpoint (a freeze can find it so).
+        if !matches!(self.qmp.status()?.as_str(), "paused" | "debug") {
             return Err(MachineError::Unsupported(
                 "vCPU registers are read with the guest paused: pause it first".into(),
             ));
@@ -247,6 +329,50 @@ impl Machine for QemuMachine {
         // The guest ignored the power-off: stop QEMU ourselves and say so.
         let _ = self.qmp.execute("quit", None);
         Err(MachineError::AgentTimeout { what: "power-off".into(), secs: 20, console: self.console.tail(20) })
+    }
+}
+
+impl QemuMachine {
+    /// Takes the capture gate and stops the guest (QMP `stop` returns once every
+    /// vCPU is parked; the QMP socket's read timeout bounds it). A guest already
+    /// stopped by a watchpoint (`debug`) is left for the gdb worker to resume.
+    fn stop_for(&mut self, who: &'static str) -> Result<(), MachineError> {
+        self.gate.enter(who, FREEZE_WAIT)?;
+        match self.qmp.execute("stop", None).and_then(|_| self.qmp.status()) {
+            Ok(status) => {
+                self.watch_stopped = status == "debug";
+                Ok(())
+            }
+            Err(e) => {
+                self.gate.leave();
+                Err(freeze_error("QMP stop", e))
+            }
+        }
+    }
+
+    /// Resumes the guest (unless the gdb worker owns the resume) and frees the gate.
+    fn restart(&mut self) -> Result<(), MachineError> {
+        let out = if std::mem::take(&mut self.watch_stopped) {
+            Ok(())
+        } else {
+            self.qmp.execute("cont", None).map(|_| ()).map_err(|e| freeze_error("QMP cont", e))
+        };
+        self.gate.leave();
+        out
+    }
+}
+
+/// A QMP failure during a freeze; a read timeout becomes a bounded-wait error.
+fn freeze_error(what: &str, e: MachineError) -> MachineError {
+    match e {
+        MachineError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            MachineError::FreezeTimeout {
+                what: format!("{what} (parking or resuming every vCPU)"),
+                ms: 10_000,
+                why: "QEMU did not answer; the VM may be wedged".into(),
+            }
+        }
+        e => e,
     }
 }
 

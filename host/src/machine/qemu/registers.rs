@@ -23,6 +23,20 @@ pub fn parse_info_registers(text: &str) -> Vec<VcpuRegisters> {
     out
 }
 
+/// Parses every `CPU#n` block's RIP, CR3 and CR4 (for page-table walks).
+pub fn parse_paging_registers(text: &str) -> Vec<crate::machine::PagingRegisters> {
+    let mut out = Vec::new();
+    for block in text.split("CPU#").skip(1) {
+        let cpu: u32 = block.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(u32::MAX);
+        if let (Some(rip), Some(cr3), Some(cr4)) =
+            (hex_after(block, "RIP="), hex_after(block, "CR3="), hex_after(block, "CR4="))
+        {
+            out.push(crate::machine::PagingRegisters { cpu, rip, cr3, cr4 });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -35,5 +49,7 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].cpu, r[0].rip, r[0].cr3), (0, 0xffffffff81f3c54b, 0x10a64e000));
         assert_eq!((r[1].cpu, r[1].rsp), (1, 0xffffc90000093eb8));
+        let p = super::parse_paging_registers(text);
+        assert_eq!((p[0].cr3, p[0].cr4, p[1].cr4), (0x10a64e000, 0x350ef0, 0));
     }
 }
