@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use schedbox::policy::{Request, RequestKind, Requests, Subject, TrustedBy, Violation};
 
 use super::{Failure, SandboxArgs};
 
@@ -25,12 +26,34 @@ struct Report {
     imports: Vec<schedbox::sandbox::ImportVerdict>,
     exports: Vec<String>,
     describe: Option<schedbox::op_model::ScenarioInfo>,
+    /// What the planned stream asks for, judged against the policy.
+    policy: PolicyView,
     allowed: bool,
     reason: Option<String>,
 }
 
+/// The component's requests against the policy (`schedbox inspect` only).
+#[derive(serde::Serialize)]
+struct PolicyView {
+    source: String,
+    trusted: Option<TrustedBy>,
+    wasi_linked: bool,
+    bounds: Vec<BoundView>,
+    requests: Vec<Request>,
+    violations: Vec<Violation>,
+}
+
+/// One bound: what the planned stream uses (`None`: not known before it runs) and the limit.
+#[derive(serde::Serialize)]
+struct BoundView {
+    name: &'static str,
+    uses: Option<u64>,
+    limit: Option<u64>,
+}
+
 pub fn run(a: InspectArgs) -> Result<u8, Failure> {
-    let sandbox = a.sandbox.sandbox()?;
+    let policy = a.sandbox.policy()?;
+    let sandbox = a.sandbox.sandbox_with(&policy)?;
     let bytes = std::fs::read(&a.scenario)
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", a.scenario.display())))?;
     let label = a.scenario.display().to_string();
@@ -39,15 +62,54 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
     let contract = imports.iter().find_map(|i| {
         i.name.strip_prefix("schedbox:scenario/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_owned())
     });
-    let (describe, reason) = match sandbox.load_bytes(&label, &bytes).and_then(|l| sandbox.describe(&l)) {
+    let (describe, mut reason) = match sandbox.load_bytes(&label, &bytes).and_then(|l| sandbox.describe(&l)) {
         Ok(info) => (Some(info), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let key = schedbox::sandbox::digest(&bytes);
+    let subject = Subject { label: &label, digest: &key };
+    let mut view = PolicyView {
+        source: policy.describe_source(),
+        trusted: describe.as_ref().and_then(|d| policy.trusted_by(subject, &d.name)),
+        wasi_linked: policy.wasi,
+        bounds: Vec::new(),
+        requests: Vec::new(),
+        violations: Vec::new(),
+    };
+    let mut requests = None;
+    if reason.is_none() {
+        // Planning runs `run` in the sandbox: the only way to see the ops it emits.
+        match sandbox.load_bytes(&label, &bytes).and_then(|l| sandbox.plan(&l)) {
+            Ok(plan) => {
+                let r = Requests::of(&plan.stream);
+                if let Err(refused) = policy.admit(subject, &plan.stream) {
+                    view.violations = refused.violations.clone();
+                    reason = Some(refused.to_string());
+                }
+                requests = Some(r);
+            }
+            Err(e) => reason = Some(e.to_string()),
+        }
+    }
+    let l = &policy.limits;
+    let r = requests.as_ref();
+    let bound = |name, uses, limit| BoundView { name, uses, limit };
+    view.bounds = vec![
+        bound("fuel per call", None, Some(l.fuel)),
+        bound("wasm memory (bytes)", None, Some(l.memory_bytes as u64)),
+        bound("wasm stack (bytes)", None, Some(l.stack_bytes as u64)),
+        bound("argument bytes per call", None, Some(l.max_arg_bytes as u64)),
+        bound("ops", r.map(|r| r.ops as u64), Some(l.max_ops as u64)),
+        bound("steps", r.map(|r| r.steps as u64), policy.stream.max_steps.map(|v| v as u64)),
+        bound("duration (ms)", r.map(|r| r.duration_ms), policy.stream.max_duration_ms),
+    ];
+    view.requests = requests.map(|r| r.requests).unwrap_or_default();
     let report = Report {
         component: label,
         digest: hex::encode(schedbox::sandbox::digest(&bytes)),
         contract,
         allowed: reason.is_none(),
+        policy: view,
         imports,
         exports,
         describe,
@@ -86,10 +148,39 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
             println!("  payloads  {:?}", d.payloads);
             println!("  schedulers {:?}", d.schedulers);
         }
+        print_policy(&report.policy);
         match &report.reason {
             None => println!("verdict: allowed to run"),
             Some(r) => println!("verdict: NOT allowed to run: {r}"),
         }
     }
     Ok(if report.allowed { 0 } else { 1 })
+}
+
+fn print_policy(p: &PolicyView) {
+    let trust = match &p.trusted {
+        Some(by) => format!("trusted ({})", serde_json::to_string(by).unwrap_or_default().trim_matches('"')),
+        None => "not trusted".into(),
+    };
+    println!("policy {} — {trust}, WASI {}", p.source, if p.wasi_linked { "linked" } else { "not linked" });
+    println!("  bounds");
+    for b in &p.bounds {
+        let uses = b.uses.map(|u| format!("{u} of ")).unwrap_or_default();
+        let limit = b.limit.map(|l| l.to_string()).unwrap_or_else(|| "no bound".into());
+        println!("    {:<24} {uses}{limit}", b.name);
+    }
+    println!("  asks for");
+    if p.requests.is_empty() {
+        println!("    no kernel access, payloads or schedulers");
+    }
+    for r in &p.requests {
+        let refused = p.violations.iter().any(|v| v.at.as_ref() == Some(r));
+        let what = match &r.kind {
+            RequestKind::KernelWrite(t) => format!("kernel write {t}"),
+            RequestKind::KernelRead(t) => format!("kernel read {t}"),
+            RequestKind::Payload(n) => format!("payload {n}"),
+            RequestKind::Scheduler(n) => format!("scheduler {n}"),
+        };
+        println!("    {} {what} at {r}", if refused { "REFUSED" } else { "ok     " });
+    }
 }

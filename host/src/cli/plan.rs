@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use schedbox::op_model::{HoldSpec, OpStream};
+use schedbox::policy::Subject;
 
 use super::{Failure, SandboxArgs};
 
@@ -20,9 +21,11 @@ pub struct PlanArgs {
 }
 
 pub fn run(a: PlanArgs) -> Result<u8, Failure> {
-    let sandbox = a.sandbox.sandbox()?;
+    let policy = a.sandbox.policy()?;
+    let sandbox = a.sandbox.sandbox_with(&policy)?;
     let loaded = sandbox.load_file(&a.scenario)?;
     let plan = sandbox.plan(&loaded)?;
+    policy.admit(Subject { label: &loaded.label, digest: &loaded.digest }, &plan.stream)?;
     if a.json {
         let json = serde_json::to_string_pretty(&plan.stream).map_err(|e| Failure::usage(e.into()))?;
         println!("{json}");

@@ -1,0 +1,308 @@
+//! Third-party policy: what a scenario component may ask for, decided apart
+//! from the sandbox mechanism that enforces the resource bounds.
+//!
+//! A [`Policy`] comes from a TOML file (format in the README) plus command-line
+//! flags. It carries the sandbox bounds (fuel, memory, stack, op count,
+//! argument size), bounds on the planned stream (steps, total hold time),
+//! whether WASI is linked, and the authority rules: kernel reads and writes,
+//! payload and scheduler names. Authority rules bind components that are not
+//! trusted; trust is granted by SHA-256, by scenario name or to everything
+//! (`--trusted`). Bounds bind every component.
+//!
+//! [`Policy::admit`] judges a planned, validated [`OpStream`] and returns every
+//! violation with where it sits (scenario, step, op index) and what to do.
+
+mod file;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::sandbox::{SandboxConfig, SandboxLimits};
+pub use rules::{Request, RequestKind, Requests, Violation};
+
+/// A kernel-write target pattern untrusted components may write.
+///
+/// Written in the policy as `symbol:NAME`, `per-cpu:SYMBOL.FIELD`,
+/// `task-field:FIELD`, `kva`, `direct` or `*`; a name part ending in `*`
+/// matches every name with that prefix (`symbol:scx_*`, `per-cpu:runqueues.*`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct WriteRule(String);
+
+impl WriteRule {
+    /// Parses one pattern; rejects unknown kinds.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = s == "*"
+            || s == "kva"
+            || s == "direct"
+            || s.strip_prefix("symbol:").is_some_and(|n| !n.is_empty())
+            || s.strip_prefix("task-field:").is_some_and(|n| !n.is_empty())
+            || s.strip_prefix("per-cpu:").is_some_and(|n| n == "*" || n.split_once('.').is_some());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "kernel write target {s:?}: write `symbol:NAME`, `per-cpu:SYMBOL.FIELD`, `task-field:FIELD`, `kva`, `direct` or `*`"
+            ))
+        }
+    }
+
+    /// Whether this rule allows writing a target spelt `kind:name` (or `kva`,
+    /// `direct`), without its instance (`@cpu`, `@pid`).
+    pub fn matches(&self, spelled: &str) -> bool {
+        let pat = self.0.as_str();
+        if pat == "*" {
+            return true;
+        }
+        match (pat.split_once(':'), spelled.split_once(':')) {
+            (Some((pk, pn)), Some((sk, sn))) if pk == sk => {
+                glob(pn, sn)
+                    || (pk == "per-cpu"
+                        && pn
+                            .split_once('.')
+                            .zip(sn.split_once('.'))
+                            .is_some_and(|((ps, pf), (ss, sf))| glob(ps, ss) && glob(pf, sf)))
+            }
+            (None, None) => pat == spelled,
+            (None, Some((sk, _))) => pat == sk,
+            _ => false,
+        }
+    }
+}
+
+/// `*` matches anything; a trailing `*` matches any suffix; otherwise equality.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => s.starts_with(prefix),
+        None => pattern == s,
+    }
+}
+
+impl From<WriteRule> for String {
+    fn from(r: WriteRule) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for WriteRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Bounds on the planned stream (the sandbox's own bounds live in [`SandboxLimits`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StreamBounds {
+    /// Most steps a stream may have.
+    pub max_steps: Option<usize>,
+    /// Most total hold time (the sum of every step's hold), ms.
+    pub max_duration_ms: Option<u64>,
+}
+
+/// Which components are trusted with kernel writes and any payload or scheduler.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Trust {
+    /// Lower-case hex SHA-256 of trusted component files (or replayed stream files).
+    pub sha256: Vec<String>,
+    /// Scenario names (what `describe` returns; a component chooses its own name,
+    /// so this is weaker than a digest).
+    pub names: Vec<String>,
+    /// Everything is trusted (`--trusted`).
+    pub all: bool,
+}
+
+/// The whole policy. [`Policy::default`] is what applies without `--policy`:
+/// default sandbox bounds, WASI linked, kernel reads allowed and writes refused
+/// for untrusted components, any payload and scheduler, nothing trusted.
+#[derive(Clone, Debug, Serialize)]
+pub struct Policy {
+    /// Where it came from, for messages (`None`: built-in defaults).
+    pub source: Option<PathBuf>,
+    #[serde(skip)]
+    pub limits: SandboxLimits,
+    pub stream: StreamBounds,
+    /// Link WASI (without authority) at all.
+    pub wasi: bool,
+    /// Untrusted components may read kernel memory and registers (reads, snapshots).
+    pub kernel_reads: bool,
+    /// Kernel targets untrusted components may write (empty: none).
+    pub kernel_writes: Vec<WriteRule>,
+    /// Payload names untrusted components may name (`None`: any).
+    pub payloads: Option<Vec<String>>,
+    /// Scheduler names untrusted components may name (`None`: any).
+    pub schedulers: Option<Vec<String>>,
+    pub trusted: Trust,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            source: None,
+            limits: SandboxLimits::default(),
+            stream: StreamBounds::default(),
+            wasi: true,
+            kernel_reads: true,
+            kernel_writes: Vec::new(),
+            payloads: None,
+            schedulers: None,
+            trusted: Trust::default(),
+        }
+    }
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read the policy {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("policy {path}: {message}\n(the format is described in the README, section \"Policy\")")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Who is asking: the component (or replayed stream) file and its digest.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    /// The file, for messages.
+    pub label: &'a str,
+    /// SHA-256 of the file's bytes.
+    pub digest: &'a [u8; 32],
+}
+
+/// Why a subject is trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustedBy {
+    Flag,
+    Sha256,
+    Name,
+}
+
+/// A stream the policy refused: every violation, each with its place and fix.
+#[derive(Debug, thiserror::Error)]
+#[error("scenario {scenario:?} ({label}) is refused by the policy ({policy}):\n{}", list(.violations))]
+pub struct Refused {
+    pub scenario: String,
+    pub label: String,
+    pub policy: String,
+    pub violations: Vec<Violation>,
+}
+
+fn list(v: &[Violation]) -> String {
+    v.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Policy {
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
+        let mut p = Self::from_toml(&text).map_err(|message| PolicyError::Parse { path: path.to_owned(), message })?;
+        p.source = Some(path.to_owned());
+        Ok(p)
+    }
+
+    /// Parses the TOML text of a policy; missing keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let f: file::PolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut p = Self::default();
+        let l = f.limits;
+        let mib = |v: u64, shift: u32| usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
+        if let Some(v) = l.fuel {
+            p.limits.fuel = v;
+        }
+        if let Some(v) = l.wasm_memory_mib {
+            p.limits.memory_bytes = mib(v, 20);
+        }
+        if let Some(v) = l.stack_kib {
+            p.limits.stack_bytes = mib(v, 10);
+        }
+        if let Some(v) = l.max_ops {
+            p.limits.max_ops = v;
+        }
+        if let Some(v) = l.max_arg_kib {
+            p.limits.max_arg_bytes = mib(v, 10);
+        }
+        p.stream = StreamBounds { max_steps: l.max_steps, max_duration_ms: l.max_duration_ms };
+        if let Some(v) = f.wasi.link {
+            p.wasi = v;
+        }
+        if let Some(v) = f.kernel.reads {
+            p.kernel_reads = v;
+        }
+        if let Some(w) = f.kernel.writes {
+            p.kernel_writes = w.iter().map(|s| WriteRule::parse(s)).collect::<Result<_, _>>()?;
+        }
+        p.payloads = f.payloads.allow.map(nonempty_names("payloads")).transpose()?;
+        p.schedulers = f.schedulers.allow.map(nonempty_names("schedulers")).transpose()?;
+        for d in &f.trusted.sha256 {
+            let d = d.trim().to_ascii_lowercase();
+            if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "[trusted] sha256 {d:?} is not a SHA-256 in hex (64 digits; `schedbox inspect` prints it)"
+                ));
+            }
+            p.trusted.sha256.push(d);
+        }
+        p.trusted.names = f.trusted.names;
+        Ok(p)
+    }
+
+    /// The policy's name in messages.
+    pub fn describe_source(&self) -> String {
+        self.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the default policy".into())
+    }
+
+    /// A sandbox configuration with this policy's bounds and WASI choice.
+    pub fn sandbox_config(&self, cache_root: Option<PathBuf>) -> SandboxConfig {
+        SandboxConfig { limits: self.limits.clone(), wasi: self.wasi, cache_root }
+    }
+
+    /// Why `subject` (whose stream calls itself `name`) is trusted, if it is.
+    pub fn trusted_by(&self, subject: Subject<'_>, name: &str) -> Option<TrustedBy> {
+        if self.trusted.all {
+            Some(TrustedBy::Flag)
+        } else if self.trusted.sha256.contains(&hex::encode(subject.digest)) {
+            Some(TrustedBy::Sha256)
+        } else if self.trusted.names.iter().any(|n| n == name) {
+            Some(TrustedBy::Name)
+        } else {
+            None
+        }
+    }
+
+    /// Judges a planned stream: `Ok` with what it asks for, or every violation.
+    pub fn admit(&self, subject: Subject<'_>, stream: &crate::op_model::OpStream) -> Result<Requests, Box<Refused>> {
+        let requests = Requests::of(stream);
+        let trusted = self.trusted_by(subject, &stream.scenario.name).is_some();
+        let violations = rules::judge(self, subject, &requests, trusted);
+        if violations.is_empty() {
+            Ok(requests)
+        } else {
+            Err(Box::new(Refused {
+                scenario: stream.scenario.name.clone(),
+                label: subject.label.to_owned(),
+                policy: self.describe_source(),
+                violations,
+            }))
+        }
+    }
+}
+
+fn nonempty_names(section: &'static str) -> impl Fn(Vec<String>) -> Result<Vec<String>, String> {
+    move |names| {
+        if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
+            return Err(format!("[{section}] allow has an empty name {bad:?}"));
+        }
+        Ok(names)
+    }
+}
+
+/// Whether `name` is in an allow list (`None`: everything; `*` matches any).
+pub(crate) fn allowed(list: &Option<Vec<String>>, name: &str) -> bool {
+    list.as_ref().is_none_or(|l| l.iter().any(|a| a == "*" || a == name))
+}

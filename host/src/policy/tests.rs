@@ -1,0 +1,131 @@
+use super::*;
+use crate::op_model::{
+    Backdrop, HoldSpec, KernelTarget, KernelValue, KernelWrite, Op, OpStream, ScenarioInfo, Section, Step, Topology,
+};
+
+fn stream(steps: Vec<Step>) -> OpStream {
+    OpStream {
+        contract: "0.1.0".into(),
+        scenario: ScenarioInfo {
+            name: "s".into(),
+            summary: String::new(),
+            topology: Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 2, threads_per_core: 1 },
+            kernel_features: Vec::new(),
+            payloads: vec!["fio".into()],
+            schedulers: Vec::new(),
+            duration_ms: 1000,
+        },
+        backdrop: Backdrop::default(),
+        steps,
+    }
+}
+
+fn write(sym: &str) -> Op {
+    Op::write_kernel_cold(vec![KernelWrite { target: KernelTarget::symbol(sym), value: KernelValue::U32(1) }])
+}
+
+const DIGEST: [u8; 32] = [7; 32];
+
+fn subject() -> Subject<'static> {
+    Subject { label: "s.wasm", digest: &DIGEST }
+}
+
+#[test]
+fn the_default_refuses_kernel_writes_and_names_the_place_and_the_fix() {
+    let s = stream(vec![
+        Step::new(vec![Op::add_cgroup("a")], HoldSpec::frac(0.5)),
+        Step::new(vec![Op::add_cgroup("b"), write("scx_watchdog_timeout")], HoldSpec::frac(0.5)),
+    ]);
+    let refused = Policy::default().admit(subject(), &s).expect_err("untrusted kernel write");
+    assert_eq!(refused.violations.len(), 1, "{refused}");
+    let v = &refused.violations[0];
+    let at = v.at.as_ref().unwrap();
+    assert_eq!((at.section, at.op_index, at.op), (Some(Section::Step(1)), Some(1), Some("write-kernel-cold")));
+    let text = refused.to_string();
+    assert!(text.contains("scenario \"s\""), "{text}");
+    assert!(text.contains("step 1, op 1 (write-kernel-cold)"), "{text}");
+    assert!(text.contains(&format!("add its sha256 \"{}\" to `sha256` in [trusted]", hex::encode(DIGEST))), "{text}");
+}
+
+#[test]
+fn trust_by_digest_name_or_flag_lifts_authority_rules_but_not_bounds() {
+    let s = stream(vec![Step::new(vec![write("x")], HoldSpec::fixed_ms(5000))]);
+    let by_digest = Policy::from_toml(&format!("[trusted]\nsha256 = [\"{}\"]", hex::encode(DIGEST))).unwrap();
+    assert_eq!(by_digest.trusted_by(subject(), "s"), Some(TrustedBy::Sha256));
+    assert!(by_digest.admit(subject(), &s).is_ok());
+    let by_name = Policy::from_toml("[trusted]\nnames = [\"s\"]").unwrap();
+    assert_eq!(by_name.trusted_by(subject(), "s"), Some(TrustedBy::Name));
+    assert!(by_name.admit(subject(), &s).is_ok());
+    let mut all = Policy::from_toml("[limits]\nmax-duration-ms = 1000").unwrap();
+    all.trusted.all = true;
+    let refused = all.admit(subject(), &s).expect_err("5 s of holds over a 1 s bound");
+    assert_eq!(refused.violations.len(), 1);
+    assert!(refused.violations[0].what.contains("5000 ms, at most 1000 ms"), "{refused}");
+}
+
+#[test]
+fn write_rules_allow_matching_targets_only() {
+    let p = Policy::from_toml("[kernel]\nwrites = [\"symbol:scx_*\", \"symbol:ok\", \"per-cpu:runqueues.*\"]").unwrap();
+    let s = stream(vec![Step::new(
+        vec![
+            write("ok"),
+            write("not_ok"),
+            write("scx_watchdog_timeout"),
+            Op::write_kernel_hot(vec![KernelWrite {
+                target: KernelTarget::per_cpu_field("runqueues", "nr_running", 1),
+                value: KernelValue::U32(0),
+            }]),
+        ],
+        HoldSpec::FULL,
+    )]);
+    let refused = p.admit(subject(), &s).expect_err("not_ok is not allowed");
+    let at: Vec<_> = refused.violations.iter().map(|v| v.at.as_ref().unwrap().op_index).collect();
+    assert_eq!(at, vec![Some(1)], "{refused}");
+    assert!(!WriteRule::parse("symbol:scx_*").unwrap().matches("symbol:jiffies_64"));
+    assert!(!WriteRule::parse("per-cpu:runqueues.*").unwrap().matches("per-cpu:kstat.cpustat"));
+    assert!(WriteRule::parse("kva").unwrap().matches("kva:0xffff888000000000"));
+    assert!(!WriteRule::parse("kva").unwrap().matches("direct:0x1000"));
+    assert!(WriteRule::parse("bogus").is_err());
+    assert!(Policy::from_toml("[kernel]\nwrites = [\"bogus\"]").is_err());
+}
+
+#[test]
+fn payload_scheduler_and_read_rules() {
+    let p = Policy::from_toml(
+        "[payloads]\nallow = [\"stress\"]\n[schedulers]\nallow = [\"fixture\"]\n[kernel]\nreads = false\n",
+    )
+    .unwrap();
+    let s = stream(vec![Step::new(
+        vec![
+            Op::attach_scheduler("scx_evil"),
+            Op::attach_scheduler("fixture"),
+            Op::read_kernel_cold("t", KernelTarget::symbol("jiffies"), crate::op_model::KernelValueWidth::U64),
+        ],
+        HoldSpec::FULL,
+    )]);
+    let refused = p.admit(subject(), &s).expect_err("three violations");
+    let text = refused.to_string();
+    assert_eq!(refused.violations.len(), 3, "{text}");
+    assert!(text.contains("describe(): payload \"fio\""), "{text}");
+    assert!(text.contains("step 0, op 0 (attach-scheduler): scheduler \"scx_evil\""), "{text}");
+    assert!(text.contains("step 0, op 2 (read-kernel-cold)"), "{text}");
+}
+
+#[test]
+fn the_file_format_sets_bounds_and_refuses_unknown_keys() {
+    let p = Policy::from_toml(
+        "[limits]\nfuel = 5\nwasm-memory-mib = 3\nstack-kib = 64\nmax-ops = 9\nmax-arg-kib = 1\nmax-steps = 2\n[wasi]\nlink = false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (p.limits.fuel, p.limits.memory_bytes, p.limits.stack_bytes, p.limits.max_ops, p.limits.max_arg_bytes),
+        (5, 3 << 20, 64 << 10, 9, 1 << 10)
+    );
+    assert_eq!(p.stream.max_steps, Some(2));
+    assert!(!p.wasi);
+    let s = stream(vec![Step::new(vec![], HoldSpec::FULL); 3]);
+    assert!(p.admit(subject(), &s).unwrap_err().to_string().contains("3 steps, at most 2"));
+    let err = Policy::from_toml("[limits]\nfeul = 5").unwrap_err();
+    assert!(err.contains("feul"), "{err}");
+    assert!(Policy::from_toml("[trusted]\nsha256 = [\"abc\"]").unwrap_err().contains("64 digits"));
+}
