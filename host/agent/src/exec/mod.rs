@@ -13,6 +13,7 @@ mod cpuset;
 mod irq;
 mod payload;
 mod procstat;
+mod reset;
 mod sched;
 mod spawn;
 mod workers;
@@ -79,6 +80,7 @@ impl Executor {
                 died.map(|()| ResponseBody::Teardown(report)).map_err(|e| format!("end-step: {e}"))
             }
             RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
+            RequestBody::Reset => Ok(ResponseBody::Reset(self.reset())),
             _ => return None,
         };
         Some(result)
