@@ -10,6 +10,7 @@
 mod agent;
 mod c_scenarios;
 mod fixtures;
+mod go_scenarios;
 mod prereqs;
 mod scenarios;
 mod scheduler;
@@ -63,6 +64,7 @@ fn build_scenarios(root: &Path) -> Result<Vec<PathBuf>> {
     prereqs::ensure()?;
     let mut built = scenarios::build_rust_scenarios(root)?;
     built.extend(c_scenarios::build_c_scenarios(root)?);
+    built.extend(go_scenarios::build_go_scenarios(root)?);
     built.extend(fixtures::build_fixtures(root)?);
     built.push(agent::build_agent(root)?);
     built.push(scheduler::build_fixture_scheduler(root)?);
@@ -104,6 +106,7 @@ fn test(root: &Path) -> Result<()> {
     for manifest in ["guest-sdk/rust/Cargo.toml", "example-scenarios/Cargo.toml", "tests/fixtures/guests/Cargo.toml"] {
         run(root, "cargo", &["fmt", "--manifest-path", manifest, "--all", "--", "--check"])?;
     }
+    go_scenarios::lint(root)?;
     run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     for manifest in ["example-scenarios/Cargo.toml", "tests/fixtures/guests/Cargo.toml"] {
         run(

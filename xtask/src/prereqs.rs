@@ -1,6 +1,8 @@
 //! Installs what the build needs, idempotently. Never touches the system's
 //! apt sources: only packages of the running Debian release are installed.
 //! When everything is present this costs one `rustup` and one `dpkg-query` run.
+//! The Go toolchain is the exception: it goes to the user's cache dir, from
+//! trixie-backports through a private apt state (`go_scenarios/toolchain.rs`).
 
 use std::process::Command;
 
@@ -15,7 +17,9 @@ const APT_PACKAGES: &[&str] = &["qemu-system-x86"];
 /// Makes sure every prerequisite is present; installs what is missing.
 pub fn ensure() -> Result<()> {
     rust_targets(RUST_TARGETS)?;
-    apt_packages(&[APT_PACKAGES, crate::scheduler::APT_PACKAGES].concat())
+    apt_packages(&[APT_PACKAGES, crate::scheduler::APT_PACKAGES].concat())?;
+    // Go 1.25 for the Go scenarios, in the user's cache dir (not installed system-wide).
+    crate::go_scenarios::goroot().map(drop)
 }
 
 /// Adds one Rust target if it is missing.

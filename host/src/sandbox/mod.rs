@@ -134,8 +134,10 @@ impl HostMonotonicClock for FrozenClock {
     fn resolution(&self) -> u64 {
         1_000_000_000
     }
+    /// One second, not zero: a monotonic clock's origin is arbitrary, and the Go
+    /// runtime refuses to start on a clock that reads zero ("nanotime returning zero").
     fn now(&self) -> u64 {
-        0
+        1_000_000_000
     }
 }
 

@@ -1,0 +1,3 @@
+module schedbox
+
+go 1.25
