@@ -6,6 +6,7 @@ pub mod kernel;
 pub mod machine;
 pub mod monitor;
 pub mod op_model;
+pub mod policy;
 pub mod results;
 pub mod sandbox;
 pub mod validate;

@@ -84,7 +84,9 @@ fn workers_spawn_move_freeze_stop_with_kernel_visible_effects() {
     let mut m = boot("1n2l2c1t", vec![]);
     let m = m.as_mut();
     ask(m, RequestBody::BeginScenario { name: "workers".into() });
-    let defs = vec![CgroupDef::named("a").cpuset(CpusetSpec::llc(1)), CgroupDef::named("b")];
+    // Both on LLC 1: the workers' CPUs are then bounded for the whole step, also after
+    // the move to `b` (which stop-cgroup ends only after they ran there a while).
+    let defs = vec![CgroupDef::named("a").cpuset(CpusetSpec::llc(1)), CgroupDef::named("b").cpuset(CpusetSpec::llc(1))];
     ask(m, RequestBody::Setup { owner: Owner::Step, defs });
     apply(m, Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers(2).comm("spinner")));
     let a = pids(m, "a");
@@ -117,7 +119,7 @@ fn workers_spawn_move_freeze_stop_with_kernel_visible_effects() {
             let w = t.workers.iter().find(|w| w.workers == 2).unwrap_or_else(|| panic!("{:?}", t.workers));
             assert!(w.iterations > 0, "the workers ran: {w:?}");
             assert!(w.cpu_time_ns > 0, "{w:?}");
-            // While in `a` they could only run on LLC 1 (CPUs 2-3).
+            // In `a` and `b` they could only run on LLC 1 (CPUs 2-3).
             assert!(w.cpus.iter().all(|(cpu, _)| *cpu == 2 || *cpu == 3), "ran outside LLC 1: {:?}", w.cpus);
             assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
         }
@@ -321,4 +323,29 @@ fn knobs_affinity_removal_and_kill_show_in_the_kernel() {
     assert!(read(m, &format!("/proc/{}/status", k[0])).is_err(), "its worker is gone");
     ask(m, RequestBody::EndScenario);
     assert_clean(m);
+}
+
+/// The Go twins of the Rust examples (`example-scenarios/go/`, same op streams) run in a real
+/// guest too, and their checks agree with what the kernel did. The user's compiled-component
+/// cache spares compiling each Go runtime again (`golden_go` compiled them).
+#[test]
+fn go_examples_pass_their_checks_in_a_real_guest() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let sb = schedbox::sandbox::Sandbox::new(schedbox::sandbox::SandboxConfig::default()).unwrap();
+    let mut m = boot("1n2l2c1t", vec![]);
+    for name in ["cpuset-split", "freeze-resume", "kernel-reads"] {
+        let loaded = sb.load_file(&example("go", name)).unwrap();
+        let plan = sb.plan(&loaded).unwrap();
+        let exec = execute(m.as_mut(), &plan.stream, &PayloadDefaults::new());
+        assert_eq!(exec.error, None, "go {name}");
+        assert!(
+            exec.results.steps.iter().all(|s| s.status == StepStatus::Passed),
+            "go {name}: {:?}",
+            exec.results.steps
+        );
+        let verdict = sb.check(&loaded, name, exec.results.clone()).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Pass, "go {name}: {:?}", verdict.messages);
+        assert_clean(m.as_mut());
+    }
+    m.power_off().unwrap();
 }

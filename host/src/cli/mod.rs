@@ -4,13 +4,16 @@
 mod inspect;
 mod kernel;
 mod plan;
+mod report;
 mod run;
 mod vm;
+mod watch;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxError, SandboxLimits};
+use schedbox::policy::{Policy, Refused};
+use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,8 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the steps, ops and holds a scenario emits (sandboxed, validated).
     Plan(plan::PlanArgs),
-    /// Show a component's contract version, imports, exports, describe() and
-    /// whether it may run.
+    /// Show a component's contract version, imports, exports, describe(),
+    /// what it asks for against the policy, and whether it may run.
     Inspect(inspect::InspectArgs),
     /// Fetch the default guest kernel and list the cached kernels.
     Kernel(kernel::KernelArgs),
@@ -39,23 +42,44 @@ pub enum Command {
     Vm(vm::VmArgs),
     /// Run scenarios in a real guest: plan, boot, execute, check, report.
     Run(run::RunArgs),
+    /// Summarise a `run --report` JSON report; draw per-CPU placement as SVG.
+    Report(report::ReportArgs),
+    /// Boot once, run every scenario, re-run each when its component changes (hot reload).
+    Watch(watch::WatchArgs),
 }
 
-/// Sandbox bounds and cache, shared by every command that loads components.
+/// Sandbox bounds, policy and cache, shared by every command that loads components.
+///
+/// A flag given on the command line overrides the same setting of `--policy`;
+/// without either, the defaults apply (shown in brackets).
 #[derive(Args, Debug, Clone)]
 pub struct SandboxArgs {
-    /// CPU budget per export call, in fuel units (about one per wasm instruction).
-    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
-    pub fuel: u64,
-    /// Linear-memory bound per scenario instance, MiB.
-    #[arg(long = "wasm-memory", value_name = "MIB", default_value_t = (SandboxLimits::default().memory_bytes >> 20) as u64)]
-    pub wasm_memory: u64,
-    /// Wasm stack bound, KiB.
-    #[arg(long, value_name = "KIB", default_value_t = (SandboxLimits::default().stack_bytes >> 10) as u64)]
-    pub stack_kib: u64,
-    /// Most ops one stream may hold.
-    #[arg(long, default_value_t = SandboxLimits::default().max_ops)]
-    pub max_ops: usize,
+    /// Policy file (TOML; format in the README): bounds, kernel access, payloads,
+    /// schedulers, WASI, trusted components.
+    #[arg(long, value_name = "FILE.toml")]
+    pub policy: Option<PathBuf>,
+    /// Trust every component loaded by this command (kernel writes, any payload or
+    /// scheduler); bounds still apply.
+    #[arg(long)]
+    pub trusted: bool,
+    /// CPU budget per export call, in fuel units (about one per wasm instruction) [2000000000].
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Linear-memory bound per scenario instance, MiB [256].
+    #[arg(long = "wasm-memory", value_name = "MIB")]
+    pub wasm_memory: Option<u64>,
+    /// Wasm stack bound, KiB [512].
+    #[arg(long, value_name = "KIB")]
+    pub stack_kib: Option<u64>,
+    /// Most ops one stream may hold [100000].
+    #[arg(long)]
+    pub max_ops: Option<usize>,
+    /// Most steps one stream may hold [no bound].
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Most total hold time (the sum of every step's hold), ms [no bound].
+    #[arg(long, value_name = "MS")]
+    pub max_duration_ms: Option<u64>,
     /// Do not link WASI at all (components needing it are refused).
     #[arg(long)]
     pub no_wasi: bool,
@@ -68,13 +92,50 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
+    /// The policy: `--policy` (or the defaults) with the flags applied over it.
+    pub fn policy(&self) -> Result<Policy, Failure> {
+        let mut p = match &self.policy {
+            Some(path) => Policy::load(path).map_err(|e| Failure::usage(e.into()))?,
+            None => Policy::default(),
+        };
+        let bytes = |v: u64, shift: u32| usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
+        if let Some(v) = self.fuel {
+            p.limits.fuel = v;
+        }
+        if let Some(v) = self.wasm_memory {
+            p.limits.memory_bytes = bytes(v, 20);
+        }
+        if let Some(v) = self.stack_kib {
+            p.limits.stack_bytes = bytes(v, 10);
+        }
+        if let Some(v) = self.max_ops {
+            p.limits.max_ops = v;
+        }
+        if let Some(v) = self.max_steps {
+            p.stream.max_steps = Some(v);
+        }
+        if let Some(v) = self.max_duration_ms {
+            p.stream.max_duration_ms = Some(v);
+        }
+        if self.no_wasi {
+            p.wasi = false;
+        }
+        if self.trusted {
+            p.trusted.all = true;
+        }
+        Ok(p)
+    }
+
+    /// A sandbox set up with [`Self::policy`]'s bounds (for commands that
+    /// enforce no authority rules themselves).
+    #[allow(dead_code)]
     pub fn sandbox(&self) -> Result<Sandbox, Failure> {
-        let mut config = SandboxConfig::default();
-        config.limits.fuel = self.fuel;
-        config.limits.memory_bytes = usize::try_from(self.wasm_memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        config.limits.max_ops = self.max_ops;
-        config.limits.stack_bytes = usize::try_from(self.stack_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX);
-        config.wasi = !self.no_wasi;
+        self.sandbox_with(&self.policy()?)
+    }
+
+    /// A sandbox set up with `policy`'s bounds and this command's cache choice.
+    pub fn sandbox_with(&self, policy: &Policy) -> Result<Sandbox, Failure> {
+        let mut config = policy.sandbox_config(SandboxConfig::default().cache_root);
         if self.no_cache {
             config.cache_root = None;
         } else if let Some(dir) = &self.cache_dir {
@@ -93,6 +154,12 @@ pub struct Failure {
 impl Failure {
     pub fn usage(error: anyhow::Error) -> Self {
         Self { error, code: 2 }
+    }
+}
+
+impl From<Box<Refused>> for Failure {
+    fn from(e: Box<Refused>) -> Self {
+        Self { error: anyhow::Error::new(*e), code: 1 }
     }
 }
 
@@ -121,5 +188,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Kernel(a) => kernel::kernel_command(a),
         Command::Vm(a) => vm::run(a),
         Command::Run(a) => run::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Watch(a) => watch::run(a),
     }
 }

@@ -11,8 +11,9 @@ use clap::Args;
 use schedbox::executor::{execute, Execution, PayloadDefaults};
 use schedbox::machine::{self, BootRequest, BUILT_IN_SCHEDULERS};
 use schedbox::op_model::{OpStream, Topology};
+use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
-use schedbox::sandbox::{LoadedScenario, Sandbox};
+use schedbox::sandbox::{digest, LoadedScenario, Sandbox};
 use schedbox::validate::validate_stream;
 use serde::Serialize;
 
@@ -41,13 +42,13 @@ pub struct RunArgs {
 
 /// `NAME=PATH[:ARGS]`.
 #[derive(Clone, Debug)]
-struct Staged {
-    name: String,
-    path: PathBuf,
-    args: Vec<String>,
+pub(super) struct Staged {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) args: Vec<String>,
 }
 
-fn parse_staged(flag: &str, s: &str) -> anyhow::Result<Staged> {
+pub(super) fn parse_staged(flag: &str, s: &str) -> anyhow::Result<Staged> {
     let (name, rest) = s.split_once('=').with_context(|| format!("--{flag} {s:?}: write NAME=PATH[:ARGS]"))?;
     let (path, args) = match rest.split_once(':') {
         Some((p, a)) => (p, a.split_whitespace().map(str::to_owned).collect()),
@@ -100,29 +101,33 @@ struct Report {
     scenarios: Vec<ScenarioReport>,
 }
 
-fn plan_one(sandbox: &Sandbox, path: &Path) -> Result<Planned, Failure> {
+fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, Failure> {
     if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?;
         let stream: OpStream = serde_json::from_str(&text)
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
         validate_stream(&stream).map_err(|e| Failure { error: e.into(), code: 1 })?;
+        let label = path.display().to_string();
+        policy.admit(Subject { label: &label, digest: &digest(text.as_bytes()) }, &stream)?;
         return Ok(Planned { source: path.to_owned(), stream, component: None });
     }
     let loaded = sandbox.load_file(path)?;
     let plan = sandbox.plan(&loaded)?;
+    policy.admit(Subject { label: &loaded.label, digest: &loaded.digest }, &plan.stream)?;
     Ok(Planned { source: path.to_owned(), stream: plan.stream, component: Some(loaded) })
 }
 
 pub fn run(a: RunArgs) -> Result<u8, Failure> {
-    let sandbox = a.sandbox.sandbox()?;
+    let policy = a.sandbox.policy()?;
+    let sandbox = a.sandbox.sandbox_with(&policy)?;
     let payloads: Vec<Staged> =
         a.payloads.iter().map(|s| parse_staged("payload", s)).collect::<Result<_, _>>().map_err(Failure::usage)?;
     let schedulers: Vec<Staged> =
         a.schedulers.iter().map(|s| parse_staged("scheduler", s)).collect::<Result<_, _>>().map_err(Failure::usage)?;
     let mut planned = Vec::new();
     for path in &a.scenarios {
-        planned.push(plan_one(&sandbox, path)?);
+        planned.push(plan_one(&sandbox, &policy, path)?);
     }
     for p in &planned {
         for need in &p.stream.scenario.payloads {

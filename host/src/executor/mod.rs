@@ -3,10 +3,18 @@
 //!
 //! Backdrop setup first; then per step: setup cgroups, ops in order, the
 //! hold, teardown. A failed op fails its step with the error chain, skips the
-//! remaining steps, and everything is still torn down. Guest-side ops go to
-//! the agent; host-side ops (snapshots, kernel memory) and scheduler ops are
-//! refused with a clear error until their backends land — never silently.
+//! remaining steps, and everything is still torn down. Guest-side ops and
+//! scheduler ops go to the agent; host-side ops (snapshots, kernel memory reads
+//! and writes, watchpoints) run here against the machine's memory, registers and
+//! freeze rendezvous (`host_ops`).
+//!
+//! [`execute_observed`] reports each step, setup, op and hold to a [`Progress`] as it
+//! happens and stops where that observer cancels (`schedbox watch`'s live view and reload).
+//!
+//! Guest processes may ask for host-side ops through the agent; they run with the
+//! same code between ops and during holds (`guest_requests`).
 
+mod guest_requests;
 mod hold;
 mod host_ops;
 
@@ -21,6 +29,7 @@ use crate::op_model::{Op, OpKind, OpStream};
 use crate::results::{Results, StepResult, StepStatus};
 
 pub use hold::hold_duration;
+pub use host_ops::{run_host_ops, HostOpsOutcome};
 
 /// Payload binaries staged for a run: name → default arguments.
 pub type PayloadDefaults = BTreeMap<String, Vec<String>>;
@@ -38,25 +47,61 @@ pub struct Execution {
     /// Freeze rendezvous run for cold accesses and snapshots.
     pub rendezvous: u64,
     pub duration: Duration,
+    /// The observer cancelled the run: it stopped between ops (or in a hold) without
+    /// tearing down, so the caller must reset the guest before the next scenario.
+    pub cancelled: bool,
 }
 
-/// Why an op is not executed by this build, if it is not.
-/// (Scheduler ops run in the agent; see `host/agent/src/exec/sched.rs`.)
-pub fn unsupported(kind: OpKind) -> Option<&'static str> {
-    match kind {
-        OpKind::WatchSnapshot => {
-            Some("watch-snapshot is not supported yet (hardware watchpoints through the gdbstub pending)")
-        }
-        _ => None,
+/// Watches a run as it happens and may cancel it (`schedbox watch`: a live view, and
+/// a run abandoned when its component changes). Every method has a no-op default.
+pub trait Progress {
+    /// Step `index` of `of` starts (its setup comes next).
+    fn step_started(&mut self, _index: usize, _of: usize) {}
+    /// The cgroups of step `step`'s setup (`None`: the Backdrop's) were created in the guest.
+    fn setup_applied(&mut self, _step: Option<usize>, _cgroups: usize) {}
+    /// Op `op` of step `step` (`None`: the Backdrop) was applied in the guest, the first
+    /// time (hold-loop repeats are not reported).
+    fn op_applied(&mut self, _step: Option<usize>, _op: usize, _kind: OpKind) {}
+    /// Step `step` starts holding for `total`.
+    fn holding(&mut self, _step: usize, _total: Duration) {}
+    /// Step `result.index` ended (passed, failed); skipped steps are reported too.
+    fn step_finished(&mut self, _result: &StepResult) {}
+    /// Polled between ops and every few ms of a hold: `true` stops the run there,
+    /// leaving the guest as it is (see [`Execution::cancelled`]).
+    fn cancelled(&mut self) -> bool {
+        false
     }
+}
+
+/// A [`Progress`] that watches nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// How often a hold polls [`Progress::cancelled`].
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+/// The run was cancelled by its observer (not an error of the scenario).
+const CANCELLED: &str = "cancelled";
+
+/// Why an op is not executed by this build, if it is not (every kind runs now:
+/// scheduler ops in the agent, see `host/agent/src/exec/sched.rs`; host-side
+/// ops, watch-snapshot included, in `host_ops`).
+pub fn unsupported(kind: OpKind) -> Option<&'static str> {
+    let _ = kind;
+    None
 }
 
 struct Run<'a> {
     m: &'a mut dyn Machine,
+    progress: &'a mut dyn Progress,
     payloads: &'a PayloadDefaults,
     results: Results,
     monitor: Monitor,
     notes: Vec<String>,
+    /// Watchpoints armed by this scenario (`host_ops`), and their snapshots.
+    watches: usize,
+    watch_log: crate::monitor::WatchLog,
 }
 
 impl Run<'_> {
@@ -120,9 +165,28 @@ impl Run<'_> {
 
 /// Runs `stream` on `m`. Never panics; every failure lands in the result.
 pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefaults) -> Execution {
+    execute_observed(m, stream, payloads, &mut NoProgress)
+}
+
+/// [`execute`], reporting to `progress` as it goes and stopping when it cancels.
+pub fn execute_observed(
+    m: &mut dyn Machine,
+    stream: &OpStream,
+    payloads: &PayloadDefaults,
+    progress: &mut dyn Progress,
+) -> Execution {
     let start = Instant::now();
     let monitor = Monitor::new(m.vmlinux().to_owned());
-    let mut run = Run { m, payloads, results: Results::default(), monitor, notes: Vec::new() };
+    let mut run = Run {
+        m,
+        progress,
+        payloads,
+        results: Results::default(),
+        monitor,
+        notes: Vec::new(),
+        watches: 0,
+        watch_log: Default::default(),
+    };
     let mut exec = Execution::default();
     let n = stream.steps.len();
     let skip_from = |results: &mut Results, from: usize| {
@@ -141,13 +205,20 @@ pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefault
         exec.results = run.results;
         return exec;
     }
+    // Left over from before this scenario (the agent forwards only while one runs).
+    run.refuse_guest_requests("the request arrived while no scenario was running");
     if let Err(e) = backdrop(&mut run, stream) {
         exec.error = Some(e);
         skip_from(&mut run.results, 0);
     } else {
         for i in 0..n {
             let t0 = Instant::now();
+            run.progress.step_started(i, n);
             let outcome = run_step(&mut run, stream, i);
+            if outcome.as_ref().is_err_and(|e| e == CANCELLED) {
+                return cancelled(run, exec, i, n, start);
+            }
+            run.serve_guest_requests();
             let torn = run.request(RequestBody::EndStep);
             let mut error = outcome.err();
             match torn {
@@ -159,17 +230,26 @@ pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefault
                 }
             }
             let status = if error.is_some() { StepStatus::Failed } else { StepStatus::Passed };
-            run.results.steps.push(StepResult {
+            let result = StepResult {
                 index: i as u32,
                 status,
                 error: error.clone(),
                 duration_ms: t0.elapsed().as_millis() as u64,
-            });
+            };
+            run.progress.step_finished(&result);
+            run.results.steps.push(result);
             if error.is_some() {
                 skip_from(&mut run.results, i + 1);
+                for s in &run.results.steps[i + 1..] {
+                    run.progress.step_finished(s);
+                }
                 break;
             }
         }
+    }
+    run.serve_guest_requests();
+    if let Err(e) = run.end_watches() {
+        exec.error = Some(exec.error.take().map_or(e.clone(), |p| format!("{p}; {e}")));
     }
     match run.request(RequestBody::EndScenario) {
         Ok(ResponseBody::Teardown(t)) => run.absorb_teardown(t, &mut exec.leftovers),
@@ -190,6 +270,31 @@ pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefault
     exec
 }
 
+/// Ends a run its observer cancelled in step `at`: the rest is skipped, nothing torn down.
+fn cancelled(mut run: Run<'_>, mut exec: Execution, at: usize, n: usize, start: Instant) -> Execution {
+    // Watchpoints live in the VMM, not the guest: a guest reset would not remove them.
+    if let Err(e) = run.end_watches() {
+        tracing::warn!("cancelled run: {e}");
+    }
+    let mut results = run.results;
+    results.steps.push(StepResult {
+        index: at as u32,
+        status: StepStatus::Failed,
+        error: Some("cancelled: the run was abandoned here".into()),
+        duration_ms: 0,
+    });
+    for i in at + 1..n {
+        results.steps.push(StepResult { index: i as u32, status: StepStatus::Skipped, error: None, duration_ms: 0 });
+    }
+    exec.error = Some("cancelled before it finished; the guest was left as it was for a reset".into());
+    exec.cancelled = true;
+    exec.results = results;
+    exec.notes = run.notes;
+    exec.rendezvous = run.monitor.rendezvous;
+    exec.duration = start.elapsed();
+    exec
+}
+
 fn backdrop(run: &mut Run<'_>, stream: &OpStream) -> Result<(), String> {
     if !stream.backdrop.cgroups.is_empty() {
         let defs = stream.backdrop.cgroups.clone();
@@ -197,9 +302,12 @@ fn backdrop(run: &mut Run<'_>, stream: &OpStream) -> Result<(), String> {
             .request(RequestBody::Setup { owner: Owner::Backdrop, defs })
             .map_err(|e| format!("backdrop setup: {e}"))?;
         run.absorb(r);
+        run.progress.setup_applied(None, stream.backdrop.cgroups.len());
     }
     for (j, op) in stream.backdrop.ops.iter().enumerate() {
+        run.serve_guest_requests();
         run.apply(Owner::Backdrop, op).map_err(|e| format!("backdrop, op {j} ({}): {e}", op.kind().wit_name()))?;
+        run.progress.op_applied(None, j, op.kind());
     }
     Ok(())
 }
@@ -211,27 +319,56 @@ fn run_step(run: &mut Run<'_>, stream: &OpStream, i: usize) -> Result<(), String
             .request(RequestBody::Setup { owner: Owner::Step, defs: step.setup.clone() })
             .map_err(|e| format!("step {i} setup: {e}"))?;
         run.absorb(r);
+        run.progress.setup_applied(Some(i), step.setup.len());
     }
     let ops = merge_cold_writes(&step.ops);
-    let apply_all = |run: &mut Run<'_>| -> Result<(), String> {
+    let apply_all = |run: &mut Run<'_>, first: bool| -> Result<(), String> {
         for (j, op) in &ops {
+            if run.progress.cancelled() {
+                return Err(CANCELLED.to_owned());
+            }
+            run.serve_guest_requests();
             run.apply(Owner::Step, op).map_err(|e| format!("step {i}, op {j} ({}): {e}", op.kind().wit_name()))?;
+            if first {
+                run.progress.op_applied(Some(i), *j, op.kind());
+            }
         }
         Ok(())
     };
-    apply_all(run)?;
+    apply_all(run, true)?;
     match hold::plan(&step.hold, stream.scenario.duration_ms) {
-        hold::Hold::Sleep(d) => std::thread::sleep(d),
+        hold::Hold::Sleep(d) => {
+            run.progress.holding(i, d);
+            sleep_unless_cancelled(run, d)?;
+        }
         hold::Hold::Loop { interval, total } => {
+            run.progress.holding(i, total);
             let end = Instant::now() + total;
             while Instant::now() + interval <= end {
-                std::thread::sleep(interval);
-                apply_all(run)?;
+                sleep_unless_cancelled(run, interval)?;
+                apply_all(run, false)?;
             }
-            std::thread::sleep(end.saturating_duration_since(Instant::now()));
+            sleep_unless_cancelled(run, end.saturating_duration_since(Instant::now()))?;
         }
     }
     Ok(())
+}
+
+/// Sleeps `d`, polling the observer; `Err(CANCELLED)` as soon as it cancels.
+fn sleep_unless_cancelled(run: &mut Run<'_>, d: Duration) -> Result<(), String> {
+    let end = Instant::now() + d;
+    loop {
+        if run.progress.cancelled() {
+            return Err(CANCELLED.to_owned());
+        }
+        // Guest-initiated host-side ops run here, during the hold.
+        run.serve_guest_requests();
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(CANCEL_POLL));
+    }
 }
 
 /// Adjacent `write-kernel-cold` ops collapse into one (one rendezvous for

@@ -1,4 +1,4 @@
-//! The machine layer: one trait, two backends (`qemu` here; `kvm` planned).
+//! The machine layer: one trait, two backends (`qemu` and `kvm`).
 //!
 //! Everything above it — initramfs, agent, wire, monitor — is shared. A
 //! [`Machine`] is a booted guest whose agent reported `Ready`; dropping it
@@ -7,6 +7,7 @@
 mod agent_link;
 mod console;
 mod guest_ram;
+pub mod kvm;
 mod prepare;
 pub mod qemu;
 mod topology;
@@ -15,11 +16,12 @@ mod tsc;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use agent_link::AgentLink;
+pub use agent_link::{AgentLink, GuestRequest};
 pub use console::Console;
 pub use guest_ram::GuestRam;
 pub use prepare::{
-    find_agent, parse_memory_mib, prepare_boot, stage_boot_scheduler, BootRequest, BOOT_SCHEDULER_GUEST, BUILT_IN_SCHEDULERS,
+    find_agent, parse_memory_mib, prepare_boot, stage_boot_scheduler, BootRequest, BOOT_SCHEDULER_GUEST,
+    BUILT_IN_SCHEDULERS,
 };
 pub use schedbox_wire::GuestFacts;
 pub use topology::{parse_topology, TopologyError};
@@ -108,7 +110,38 @@ pub enum MachineError {
     Qmp(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A freeze rendezvous or watchpoint capture could not start or finish in time.
+    #[error("freeze rendezvous: {what} did not finish within {ms} ms ({why})")]
+    FreezeTimeout { what: String, ms: u64, why: String },
+    /// The gdb remote protocol with the VMM's gdbstub failed.
+    #[error("gdbstub: {0}")]
+    Gdb(String),
 }
+
+/// Paging state of one vCPU (for page-table walks of kernel addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagingRegisters {
+    pub cpu: u32,
+    pub rip: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+}
+
+/// A data-write watchpoint that fired, handed to its [`WatchHandler`] while
+/// every vCPU is stopped (no freeze and no other capture runs meanwhile).
+pub struct WatchHit<'a> {
+    /// The guest virtual address the watchpoint was armed on.
+    pub addr: u64,
+    /// When the backend learned of the hit.
+    pub at: std::time::Instant,
+    /// Every vCPU's registers at the stop.
+    pub vcpus: Vec<schedbox_ops::results::VcpuRegisters>,
+    /// Guest RAM.
+    pub ram: &'a GuestRam,
+}
+
+/// Runs on a backend thread for each hit of a watchpoint; the guest resumes when it returns.
+pub type WatchHandler = Box<dyn FnMut(WatchHit<'_>) + Send>;
 
 /// A booted guest with a ready agent.
 pub trait Machine: Send {
@@ -124,27 +157,65 @@ pub trait Machine: Send {
     /// Guest physical memory, mapped in this process.
     fn guest_ram(&self) -> &GuestRam;
     /// Parks every vCPU (the freeze rendezvous); paired with [`Machine::resume`].
+    /// Bounded: waits for a watchpoint capture in flight, then for the vCPUs, and
+    /// fails with [`MachineError::FreezeTimeout`] rather than hang.
     fn pause(&mut self) -> Result<(), MachineError>;
     fn resume(&mut self) -> Result<(), MachineError>;
     /// RIP, RSP and CR3 of every vCPU; the guest must be paused.
     fn vcpu_registers(&mut self) -> Result<Vec<schedbox_ops::results::VcpuRegisters>, MachineError>;
+    /// CR3/CR4 (and RIP) of every vCPU. CR3 is coherent only while paused; CR4's
+    /// paging mode bits do not change after boot, so they may be read at any time.
+    fn paging_registers(&mut self) -> Result<Vec<PagingRegisters>, MachineError> {
+        Err(MachineError::Unsupported(format!("the {:?} backend does not report paging registers", self.backend())))
+    }
+    /// Arms a hardware data-write watchpoint on `len` bytes (1, 2, 4 or 8, aligned)
+    /// at guest virtual address `addr`. Each hit runs `handler` on a backend thread
+    /// with every vCPU stopped; hits and freezes exclude each other (at most one
+    /// capture in flight). Armed watchpoints stay until [`Machine::disarm_watchpoints`].
+    fn arm_watchpoint(&mut self, addr: u64, len: u64, handler: WatchHandler) -> Result<(), MachineError> {
+        let _ = (addr, len, handler);
+        Err(MachineError::Unsupported(format!("the {:?} backend has no hardware watchpoints", self.backend())))
+    }
+    /// Removes every armed watchpoint; no handler runs after it returns.
+    fn disarm_watchpoints(&mut self) -> Result<(), MachineError> {
+        Ok(())
+    }
+    /// Guest processes' requests for host-side ops that the agent forwarded since the
+    /// last call (see `AgentLink::take_guest_requests`); never blocks.
+    fn guest_requests(&mut self) -> Vec<GuestRequest> {
+        Vec::new()
+    }
     /// The last `n` lines the guest printed on its console.
     fn console_tail(&self, n: usize) -> String;
     /// Asks the agent to power off and waits for the VM to exit.
     fn power_off(self: Box<Self>) -> Result<(), MachineError>;
 }
 
-/// Picks a backend: `requested`, or the default for this host.
-///
-/// Until the kvm backend exists, `qemu` is the default and `kvm` is refused
-/// with the reason.
+/// Picks a backend: `requested`, or the default for this host — `kvm` on
+/// hardware KVM once it boots a stock kernel ([`kvm::KVM_BOOTS_STOCK_KERNEL`]);
+/// otherwise `qemu`, with a one-line warning saying why (software PVM cannot
+/// boot a stock kernel; no usable /dev/kvm). `--backend kvm` is refused only
+/// where /dev/kvm cannot be opened.
 pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, MachineError> {
     match requested {
-        None | Some(BackendKind::Qemu) => Ok(BackendKind::Qemu),
-        Some(BackendKind::Kvm) => Err(MachineError::Unavailable {
-            backend: BackendKind::Kvm,
-            why: "schedbox's own KVM VMM is not built yet; use --backend qemu".into(),
-        }),
+        Some(BackendKind::Qemu) => Ok(BackendKind::Qemu),
+        Some(BackendKind::Kvm) => match schedbox_kvm::detect() {
+            schedbox_kvm::KvmKind::Unavailable(why) => {
+                Err(MachineError::Unavailable { backend: BackendKind::Kvm, why })
+            }
+            schedbox_kvm::KvmKind::Pvm => {
+                tracing::warn!("/dev/kvm is software PVM: the kvm backend runs here, but a stock kernel will not boot");
+                Ok(BackendKind::Kvm)
+            }
+            schedbox_kvm::KvmKind::Hardware => Ok(BackendKind::Kvm),
+        },
+        None => {
+            let (backend, why) = kvm::default_backend(&schedbox_kvm::detect());
+            if let Some(why) = why {
+                tracing::warn!("{why}");
+            }
+            Ok(backend)
+        }
     }
 }
 
@@ -152,6 +223,6 @@ pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, Mac
 pub fn boot(backend: BackendKind, spec: &BootSpec) -> Result<Box<dyn Machine>, MachineError> {
     match backend {
         BackendKind::Qemu => Ok(Box::new(qemu::QemuMachine::boot(spec)?)),
-        BackendKind::Kvm => Err(select_backend(Some(BackendKind::Kvm)).unwrap_err()),
+        BackendKind::Kvm => Ok(Box::new(kvm::KvmMachine::boot(spec)?)),
     }
 }
