@@ -8,6 +8,7 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+use schedbox::op_model::OpStream;
 use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 use tempfile::TempDir;
 
@@ -18,6 +19,22 @@ pub const TEST_FUEL: u64 = 200_000_000;
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives one level below the root").to_owned()
+}
+
+/// The examples written in Rust, C and Go alike, op for op.
+pub const CROSS_LANGUAGE_EXAMPLES: [&str; 3] = ["cpuset-split", "freeze-resume", "kernel-reads"];
+
+/// Whether `stream`, serialised as `schedbox plan --json` does, equals the Rust
+/// golden stream of `name` (`tests/golden/rust/<name>.json`) byte for byte; on a
+/// difference, prints the stream (labelled `lang`) and returns `false`.
+pub fn matches_rust_golden(lang: &str, name: &str, stream: &OpStream) -> bool {
+    let json = serde_json::to_string_pretty(stream).expect("an op stream serialises") + "\n";
+    let golden = repo_root().join("tests/golden/rust").join(format!("{name}.json"));
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+    if want != json {
+        eprintln!("--- {name}: {lang} stream\n{json}");
+    }
+    want == json
 }
 
 /// The built sandbox fixture `name` (`target/scenarios/fixtures/<name>.wasm`).

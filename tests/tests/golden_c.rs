@@ -9,10 +9,10 @@
 
 use schedbox::op_model::OpKind;
 use schedbox::sandbox::{SandboxError, SandboxLimits};
-use schedbox_tests::{example, fixture, repo_root, test_limits, TestSandbox};
+use schedbox_tests::{example, fixture, matches_rust_golden, test_limits, TestSandbox, CROSS_LANGUAGE_EXAMPLES};
 
 /// The examples written in both languages.
-const EXAMPLES: [&str; 3] = ["cpuset-split", "freeze-resume", "kernel-reads"];
+const EXAMPLES: [&str; 3] = CROSS_LANGUAGE_EXAMPLES;
 
 #[test]
 fn c_examples_emit_the_rust_golden_streams() {
@@ -22,11 +22,7 @@ fn c_examples_emit_the_rust_golden_streams() {
         let loaded = sandbox.load_file(&example("c", name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let plan = sandbox.plan(&loaded).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(plan.info.name, name, "the file name is the scenario name");
-        let json = serde_json::to_string_pretty(&plan.stream).unwrap() + "\n";
-        let golden = repo_root().join("tests/golden/rust").join(format!("{name}.json"));
-        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-        if want != json {
-            eprintln!("--- {name}: C stream\n{json}");
+        if !matches_rust_golden("C", name, &plan.stream) {
             mismatched.push(name);
         }
     }

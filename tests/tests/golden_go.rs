@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use schedbox::op_model::{KernelValue, OpKind};
 use schedbox::results::{CgroupProcs, KernelRead, Results, StepResult, StepStatus, WorkerMetrics};
 use schedbox::sandbox::{LoadedScenario, Sandbox, SandboxConfig, SandboxError};
-use schedbox_tests::{example, fixture, repo_root};
+use schedbox_tests::{example, fixture, matches_rust_golden, CROSS_LANGUAGE_EXAMPLES};
 
 /// The examples written in both languages.
-const EXAMPLES: [&str; 3] = ["cpuset-split", "freeze-resume", "kernel-reads"];
+const EXAMPLES: [&str; 3] = CROSS_LANGUAGE_EXAMPLES;
 
 /// One sandbox for every test, with the user's compiled-component cache (the
 /// one `schedbox` itself uses): a Go component carries the Go runtime, 1.7 MB
@@ -42,11 +42,7 @@ fn go_examples_emit_the_rust_golden_streams() {
     for name in EXAMPLES {
         let plan = sandbox().plan(&load(example("go", name))).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(plan.info.name, name, "the file name is the scenario name");
-        let json = serde_json::to_string_pretty(&plan.stream).unwrap() + "\n";
-        let golden = repo_root().join("tests/golden/rust").join(format!("{name}.json"));
-        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-        if want != json {
-            eprintln!("--- {name}: Go stream\n{json}");
+        if !matches_rust_golden("Go", name, &plan.stream) {
             mismatched.push(name);
         }
     }

@@ -221,14 +221,7 @@ fn link(objects: &[PathBuf], out: &Path) -> Result<()> {
 /// Wrap the core module into a component with the preview1 reactor adapter.
 fn componentize(core: &Path) -> Result<Vec<u8>> {
     let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
-    wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .validate(true)
-        .encode()
+    crate::component::reactor_component(&module)
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

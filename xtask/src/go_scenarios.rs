@@ -312,14 +312,7 @@ fn scenario_dirs(dir: &Path) -> Result<Vec<String>> {
 fn componentize(core: &Path, resolve: &Resolve, world: WorldId) -> Result<Vec<u8>> {
     let mut module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
     wit_component::embed_component_metadata(&mut module, resolve, world, StringEncoding::UTF8, false)?;
-    wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .validate(true)
-        .encode()
+    crate::component::reactor_component(&module)
 }
 
 #[cfg(test)]

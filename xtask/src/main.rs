@@ -9,6 +9,7 @@
 
 mod agent;
 mod c_scenarios;
+mod component;
 mod fixtures;
 mod go_scenarios;
 mod prereqs;
