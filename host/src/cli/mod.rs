@@ -6,6 +6,7 @@ mod kernel;
 mod plan;
 mod report;
 mod run;
+mod staging;
 mod vm;
 mod watch;
 

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use clap::Args;
-use schedbox::executor::{execute, Execution, PayloadDefaults};
-use schedbox::machine::{self, BootRequest, BUILT_IN_SCHEDULERS};
+use schedbox::executor::{execute, Execution};
+use schedbox::machine::{self, BootRequest};
 use schedbox::op_model::{OpStream, Topology};
 use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
@@ -17,6 +17,7 @@ use schedbox::sandbox::{digest, LoadedScenario, Sandbox};
 use schedbox::validate::validate_stream;
 use serde::Serialize;
 
+use super::staging::Staging;
 use super::vm::GuestArgs;
 use super::{Failure, SandboxArgs};
 
@@ -38,30 +39,6 @@ pub struct RunArgs {
     pub guest: GuestArgs,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
-}
-
-/// `NAME=PATH[:ARGS]`.
-#[derive(Clone, Debug)]
-pub(super) struct Staged {
-    pub(super) name: String,
-    pub(super) path: PathBuf,
-    pub(super) args: Vec<String>,
-}
-
-pub(super) fn parse_staged(flag: &str, s: &str) -> anyhow::Result<Staged> {
-    let (name, rest) = s.split_once('=').with_context(|| format!("--{flag} {s:?}: write NAME=PATH[:ARGS]"))?;
-    let (path, args) = match rest.split_once(':') {
-        Some((p, a)) => (p, a.split_whitespace().map(str::to_owned).collect()),
-        None => (rest, Vec::new()),
-    };
-    let path = PathBuf::from(path);
-    if !path.is_file() {
-        bail!("--{flag} {name}: {} is not a file", path.display());
-    }
-    if name.is_empty() || name.contains('/') {
-        bail!("--{flag} {s:?}: NAME must be a plain name");
-    }
-    Ok(Staged { name: name.to_owned(), path, args })
 }
 
 /// One scenario, planned.
@@ -121,45 +98,20 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
 pub fn run(a: RunArgs) -> Result<u8, Failure> {
     let policy = a.sandbox.policy()?;
     let sandbox = a.sandbox.sandbox_with(&policy)?;
-    let payloads: Vec<Staged> =
-        a.payloads.iter().map(|s| parse_staged("payload", s)).collect::<Result<_, _>>().map_err(Failure::usage)?;
-    let schedulers: Vec<Staged> =
-        a.schedulers.iter().map(|s| parse_staged("scheduler", s)).collect::<Result<_, _>>().map_err(Failure::usage)?;
+    let staging = Staging::new(&a.payloads, &a.schedulers)?;
     let mut planned = Vec::new();
     for path in &a.scenarios {
         planned.push(plan_one(&sandbox, &policy, path)?);
     }
     for p in &planned {
-        for need in &p.stream.scenario.payloads {
-            if !payloads.iter().any(|s| &s.name == need) {
-                return Err(Failure::usage(anyhow!(
-                    "scenario {:?} needs payload {need:?}: pass --payload {need}=PATH",
-                    p.stream.scenario.name
-                )));
-            }
+        if let Some(why) = staging.missing_payload(&p.stream, "pass") {
+            return Err(Failure::usage(anyhow!(why)));
         }
     }
     for p in &planned {
-        for need in &p.stream.scenario.schedulers {
-            if !BUILT_IN_SCHEDULERS.contains(&need.as_str()) && !schedulers.iter().any(|s| &s.name == need) {
-                return Err(Failure::usage(anyhow!(
-                    "scenario {:?} needs scheduler {need:?}: pass --scheduler {need}=PATH (built in: {})",
-                    p.stream.scenario.name,
-                    BUILT_IN_SCHEDULERS.join(", ")
-                )));
-            }
+        if let Some(why) = staging.missing_scheduler(&p.stream, "pass") {
+            return Err(Failure::usage(anyhow!(why)));
         }
-    }
-    let defaults: PayloadDefaults = payloads.iter().map(|s| (s.name.clone(), s.args.clone())).collect();
-    let mut staged: Vec<(String, PathBuf)> =
-        payloads.iter().map(|s| (format!("/staging/payloads/{}", s.name), s.path.clone())).collect();
-    // A scheduler's arguments travel as a file beside it; kept alive until the guests are booted.
-    let args_dir = tempfile::tempdir().map_err(|e| Failure::usage(e.into()))?;
-    for s in &schedulers {
-        staged.push((format!("/staging/schedulers/{}/{}", s.name, s.name), s.path.clone()));
-        let args = args_dir.path().join(&s.name);
-        std::fs::write(&args, s.args.join(" ")).map_err(|e| Failure::usage(e.into()))?;
-        staged.push((format!("/staging/schedulers/{}/args", s.name), args));
     }
 
     // Scenarios with the same topology share one guest, in order of first appearance.
@@ -179,11 +131,11 @@ pub fn run(a: RunArgs) -> Result<u8, Failure> {
         let (topology, members) = &groups[&key];
         let mut guest = a.guest.clone();
         guest.topology = topology.to_string();
-        let mut m = super::vm::boot_with(&guest, |req: &mut BootRequest| req.staged = staged.clone())?;
+        let mut m = super::vm::boot_with(&guest, |req: &mut BootRequest| req.staged = staging.files.clone())?;
         for &i in members {
             let p = &planned[i];
             eprintln!("running {} on a {} guest", p.stream.scenario.name, topology);
-            let exec = execute(m.as_mut(), &p.stream, &defaults);
+            let exec = execute(m.as_mut(), &p.stream, &staging.defaults);
             reports[i] = Some(judge(&sandbox, p, exec));
         }
         if let Err(e) = m.power_off() {

@@ -27,15 +27,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Args;
-use schedbox::executor::{execute_observed, Execution, PayloadDefaults};
-use schedbox::machine::BUILT_IN_SCHEDULERS;
+use schedbox::executor::{execute_observed, Execution};
 use schedbox::op_model::OpStream;
 use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
 use schedbox::sandbox::{digest, LoadedScenario, Sandbox};
 use serde_json::json;
 
-use super::run::{parse_staged, Staged};
+use super::staging::Staging;
 use super::vm::GuestArgs;
 use super::{Failure, SandboxArgs};
 use changes::{Changes, Targets, Version};
@@ -76,53 +75,6 @@ pub struct WatchArgs {
     pub sandbox: SandboxArgs,
 }
 
-/// Payloads and schedulers staged into every guest this watcher boots.
-struct Staging {
-    payloads: Vec<Staged>,
-    schedulers: Vec<Staged>,
-    files: Vec<(String, PathBuf)>,
-    defaults: PayloadDefaults,
-    /// Holds the schedulers' argument files for reboots.
-    _args_dir: tempfile::TempDir,
-}
-
-impl Staging {
-    fn new(a: &WatchArgs) -> Result<Self, Failure> {
-        let parse = |flag, list: &[String]| -> Result<Vec<Staged>, Failure> {
-            list.iter().map(|s| parse_staged(flag, s)).collect::<Result<_, _>>().map_err(Failure::usage)
-        };
-        let payloads = parse("payload", &a.payloads)?;
-        let schedulers = parse("scheduler", &a.schedulers)?;
-        let defaults = payloads.iter().map(|s| (s.name.clone(), s.args.clone())).collect();
-        let mut files: Vec<(String, PathBuf)> =
-            payloads.iter().map(|s| (format!("/staging/payloads/{}", s.name), s.path.clone())).collect();
-        let args_dir = tempfile::tempdir().map_err(|e| Failure::usage(e.into()))?;
-        for s in &schedulers {
-            files.push((format!("/staging/schedulers/{}/{}", s.name, s.name), s.path.clone()));
-            let args = args_dir.path().join(&s.name);
-            std::fs::write(&args, s.args.join(" ")).map_err(|e| Failure::usage(e.into()))?;
-            files.push((format!("/staging/schedulers/{}/args", s.name), args));
-        }
-        Ok(Self { payloads, schedulers, files, defaults, _args_dir: args_dir })
-    }
-
-    /// Why `stream` cannot run with what is staged, if it cannot.
-    fn missing(&self, stream: &OpStream) -> Option<String> {
-        let name = &stream.scenario.name;
-        if let Some(p) = stream.scenario.payloads.iter().find(|p| !self.payloads.iter().any(|s| &s.name == *p)) {
-            return Some(format!("scenario {name:?} needs payload {p:?}: restart watch with --payload {p}=PATH"));
-        }
-        let known = |n: &str| BUILT_IN_SCHEDULERS.contains(&n) || self.schedulers.iter().any(|s| s.name == n);
-        if let Some(s) = stream.scenario.schedulers.iter().find(|s| !known(s)) {
-            return Some(format!(
-                "scenario {name:?} needs scheduler {s:?}: restart watch with --scheduler {s}=PATH (built in: {})",
-                BUILT_IN_SCHEDULERS.join(", ")
-            ));
-        }
-        None
-    }
-}
-
 /// The watcher's state.
 struct Watch<'a> {
     a: &'a WatchArgs,
@@ -148,7 +100,7 @@ pub fn run(a: WatchArgs) -> Result<u8, Failure> {
     signals::install();
     let policy = a.sandbox.policy()?;
     let sandbox = a.sandbox.sandbox_with(&policy)?;
-    let staging = Staging::new(&a)?;
+    let staging = Staging::new(&a.payloads, &a.schedulers)?;
     let targets = Targets::new(&a.scenarios).map_err(Failure::usage)?;
     let source = match (&a.build, &a.source) {
         (None, _) => None,
@@ -438,7 +390,7 @@ fn prepare(sandbox: &Sandbox, policy: &Policy, staging: &Staging, path: &Path) -
     let t1 = Instant::now();
     let stream = sandbox.plan(&loaded).map_err(|e| refuse("plan", e.to_string()))?.stream;
     policy.admit(Subject { label: &shown, digest: &sha }, &stream).map_err(|e| refuse("policy", e.to_string()))?;
-    if let Some(why) = staging.missing(&stream) {
+    if let Some(why) = staging.missing(&stream, "restart watch with") {
         return Err(refuse("staging", why));
     }
     let plan_ms = t1.elapsed().as_secs_f64() * 1e3;
