@@ -1,7 +1,6 @@
-//! apt's ordinary client (`apt-get`, `apt-cache`) run against a private state dir:
-//! its own sources, lists, preferences and caches, an empty dpkg status, and none of
-//! the system's update hooks. The system's apt configuration is still read (for
-//! proxies and trusted keys) but nothing the system owns is written.
+//! apt's ordinary client (`apt-get`, `apt-cache`) run against a private state dir
+//! ([`schedbox_aptdir`]): update, policy, dependencies and downloads of the kernel
+//! packages.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use schedbox_aptdir::AptDir;
 
 use super::cache::PackageRecord;
 use super::sources::DebianSource;
@@ -28,22 +28,19 @@ impl Default for AptTools {
 }
 
 pub(crate) struct PrivateApt {
-    dir: PathBuf,
+    dir: AptDir,
     tools: AptTools,
 }
 
 impl PrivateApt {
     pub fn new(dir: PathBuf, tools: AptTools) -> Self {
-        Self { dir, tools }
+        Self { dir: AptDir::new(dir), tools }
     }
 
     /// Create the private dirs and point the private sources at `suite` on `source`'s mirror.
     pub fn prepare(&self, source: &DebianSource, suite: &str) -> Result<()> {
-        for sub in ["sources", "preferences.d", "state/lists/partial", "cache/archives/partial", "log", "debs"] {
-            let d = self.dir.join(sub);
-            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        let path = self.dir.join("sources").join(format!("{suite}.sources"));
+        self.dir.create_layout().with_context(|| format!("creating {}", self.dir.path().display()))?;
+        let path = self.dir.sources_dir().join(format!("{suite}.sources"));
         let text = source.to_deb822(suite);
         if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -52,51 +49,16 @@ impl PrivateApt {
     }
 
     pub fn debs_dir(&self) -> PathBuf {
-        self.dir.join("debs")
-    }
-
-    /// The `-o` options that confine apt to the private dir.
-    pub fn options(&self) -> Vec<String> {
-        let d = |sub: &str| self.dir.join(sub).display().to_string();
-        let mut o = vec![
-            "Dir::Etc::SourceList=/dev/null".to_owned(),
-            format!("Dir::Etc::SourceParts={}", d("sources")),
-            "Dir::Etc::Preferences=/dev/null".to_owned(),
-            format!("Dir::Etc::PreferencesParts={}", d("preferences.d")),
-            format!("Dir::State={}", d("state")),
-            "Dir::State::status=/dev/null".to_owned(),
-            format!("Dir::Cache={}", d("cache")),
-            "Dir::Cache::pkgcache=pkgcache.bin".to_owned(),
-            "Dir::Cache::srcpkgcache=srcpkgcache.bin".to_owned(),
-            format!("Dir::Log={}", d("log")),
-            // The system's hooks (appstream, packagekit) would touch system state.
-            "APT::Update::Pre-Invoke::=".to_owned(),
-            "APT::Update::Post-Invoke::=".to_owned(),
-            "APT::Update::Post-Invoke-Success::=".to_owned(),
-            // Only the Packages index is needed: no appstream metadata, no translations.
-            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
-            "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false".to_owned(),
-            "Acquire::Languages=none".to_owned(),
-        ];
-        if running_as_root() {
-            // The private dir is not readable by `_apt`; download as ourselves.
-            o.push("APT::Sandbox::User=root".to_owned());
-        }
-        o
+        self.dir.debs_dir()
     }
 
     fn command(&self, tool: &Path) -> Command {
-        let mut cmd = Command::new(tool);
-        for opt in self.options() {
-            cmd.arg("-o").arg(opt);
-        }
-        cmd.env("LC_ALL", "C").env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
+        self.dir.command(tool)
     }
 
     /// How old the private package lists are (`None`: never updated).
     pub fn lists_age(&self) -> Option<Duration> {
-        let lists = fs::read_dir(self.dir.join("state/lists")).ok()?;
+        let lists = fs::read_dir(self.dir.lists_dir()).ok()?;
         lists
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with("InRelease"))
@@ -182,11 +144,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(if stderr.trim().is_empty() { stdout } else { format!("{stdout}\n{stderr}") })
 }
 
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
 pub(crate) fn parse_depends(out: &str) -> Vec<String> {
     out.lines()
         .filter_map(|l| {
@@ -230,7 +187,7 @@ mod tests {
     #[test]
     fn options_confine_apt_to_the_private_dir() {
         let apt = PrivateApt::new("/private".into(), AptTools::default());
-        let o = apt.options();
+        let o = apt.dir.options();
         for want in ["Dir::Etc::SourceList=/dev/null", "Dir::State=/private/state", "Dir::State::status=/dev/null"] {
             assert!(o.iter().any(|x| x == want), "{want} missing from {o:?}");
         }

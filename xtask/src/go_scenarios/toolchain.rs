@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
+use schedbox_aptdir::AptDir;
 
 /// The suite holding Go 1.25 for a Debian 12/13 host.
 const SUITE: &str = "trixie-backports";
@@ -46,7 +47,7 @@ pub fn goroot() -> Result<PathBuf> {
     }
     let started = Instant::now();
     eprintln!("fetching Go 1.25 ({}) from {SUITE} into {}", PACKAGES.join(", "), entry.display());
-    let apt = PrivateApt { dir: toolchains.join("apt") };
+    let apt = PrivateApt { dir: AptDir::new(toolchains.join("apt")) };
     apt.prepare(&system_debian_mirror()?)?;
     apt.update()?;
     let debs = apt.download(PACKAGES)?;
@@ -126,59 +127,22 @@ fn debian_mirror(indextargets: &str) -> Option<String> {
     })
 }
 
-/// apt confined to a directory of its own (the approach of
-/// `host/src/kernel/apt.rs`, which xtask cannot link).
+/// apt confined to a directory of its own, fetching from `SUITE`.
 struct PrivateApt {
-    dir: PathBuf,
+    dir: AptDir,
 }
 
 impl PrivateApt {
     /// The private dirs, and sources naming only `SUITE` on `mirror`.
     fn prepare(&self, mirror: &str) -> Result<()> {
-        for sub in ["sources", "preferences.d", "state/lists/partial", "cache/archives/partial", "log", "debs"] {
-            let d = self.dir.join(sub);
-            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        let path = self.dir.join("sources").join(format!("{SUITE}.sources"));
+        self.dir.create_layout().with_context(|| format!("creating {}", self.dir.path().display()))?;
+        let path = self.dir.sources_dir().join(format!("{SUITE}.sources"));
         fs::write(&path, sources_entry(mirror, Path::new(DEBIAN_KEYRING).is_file()))
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// The `-o` options that keep apt inside the private dir.
-    fn options(&self) -> Vec<String> {
-        let d = |sub: &str| self.dir.join(sub).display().to_string();
-        let mut o = vec![
-            "Dir::Etc::SourceList=/dev/null".to_owned(),
-            format!("Dir::Etc::SourceParts={}", d("sources")),
-            "Dir::Etc::Preferences=/dev/null".to_owned(),
-            format!("Dir::Etc::PreferencesParts={}", d("preferences.d")),
-            format!("Dir::State={}", d("state")),
-            "Dir::State::status=/dev/null".to_owned(),
-            format!("Dir::Cache={}", d("cache")),
-            "Dir::Cache::pkgcache=pkgcache.bin".to_owned(),
-            "Dir::Cache::srcpkgcache=srcpkgcache.bin".to_owned(),
-            format!("Dir::Log={}", d("log")),
-            "APT::Update::Pre-Invoke::=".to_owned(),
-            "APT::Update::Post-Invoke::=".to_owned(),
-            "APT::Update::Post-Invoke-Success::=".to_owned(),
-            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
-            "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false".to_owned(),
-            "Acquire::Languages=none".to_owned(),
-        ];
-        if running_as_root() {
-            // `_apt` cannot write into the private dir; download as ourselves.
-            o.push("APT::Sandbox::User=root".to_owned());
-        }
-        o
-    }
-
     fn apt_get(&self) -> Command {
-        let mut cmd = Command::new("apt-get");
-        for opt in self.options() {
-            cmd.arg("-o").arg(opt);
-        }
-        cmd.env("LC_ALL", "C").env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
+        self.dir.command(Path::new("apt-get"))
     }
 
     fn update(&self) -> Result<()> {
@@ -187,7 +151,7 @@ impl PrivateApt {
 
     /// Download `packages` (their candidates in `SUITE`) into `debs/`; the .deb paths.
     fn download(&self, packages: &[&str]) -> Result<Vec<PathBuf>> {
-        let debs = self.dir.join("debs");
+        let debs = self.dir.debs_dir();
         for stale in fs::read_dir(&debs)?.filter_map(|e| e.ok().map(|e| e.path())) {
             fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
         }
@@ -223,11 +187,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +217,7 @@ mod tests {
 
     #[test]
     fn apt_is_confined_to_the_private_dir() {
-        let o = PrivateApt { dir: "/private".into() }.options();
+        let o = PrivateApt { dir: AptDir::new("/private".into()) }.dir.options();
         for want in ["Dir::Etc::SourceList=/dev/null", "Dir::State=/private/state", "Dir::State::status=/dev/null"] {
             assert!(o.iter().any(|x| x == want), "{want} missing from {o:?}");
         }
