@@ -5,6 +5,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod machine;
 pub mod monitor;
+pub mod nested;
 pub mod op_model;
 pub mod policy;
 pub mod results;

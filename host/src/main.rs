@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.error);
+            eprintln!("error: {:#}", e.error);
             ExitCode::from(e.code)
         }
     }

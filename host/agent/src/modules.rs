@@ -53,7 +53,7 @@ pub fn load_all(dir: &Path) -> Vec<Loaded> {
         .collect()
 }
 
-fn load(path: &Path, compressed: bool) -> std::io::Result<bool> {
+pub fn load(path: &Path, compressed: bool) -> std::io::Result<bool> {
     let file = File::open(path)?;
     let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
     let params: &CStr = c"";

@@ -17,7 +17,7 @@ use crate::vcpu::VmEvent;
 use crate::vm::{SerialPort, Vm, VmConfig};
 use crate::x86::acpi::{self, AcpiConfig, AcpiCpu, AcpiMemory, SLEEP_CONTROL_PORT};
 use crate::x86::boot::{self, ZeroPage, ACPI_ADDR, BOOT_PARAMS_ADDR, BOOT_STACK};
-use crate::x86::cpuid::{cpuid_for, CpuShape, CpuidOptions};
+use crate::x86::cpuid::{cpuid_for, llc_align_bits, CpuShape, CpuidOptions};
 use crate::x86::power::SleepControl;
 use crate::x86::regs::{set_fpu_defaults, set_lint, set_long_mode_entry, write_long_mode_tables};
 
@@ -112,8 +112,14 @@ impl LinuxVm {
         spec.shape.validate()?;
         let cpus = spec.shape.cpus();
         let mut vm = Vm::new(VmConfig { vcpus: cpus as usize, memory: spec.memory, irqchip: true })?;
+        let supported = vm
+            .kvm()
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
+        let shape = CpuShape { min_llc_bits: spec.shape.min_llc_bits.max(llc_align_bits(&supported)), ..spec.shape };
+        shape.validate()?;
         // The in-kernel LAPIC takes its APIC ID from the vCPU id: match CPUID and the MADT.
-        vm.set_vcpu_ids((0..cpus).map(|c| u64::from(spec.shape.apic_id(c))).collect())?;
+        vm.set_vcpu_ids((0..cpus).map(|c| u64::from(shape.apic_id(c))).collect())?;
         let mem = vm.memory().clone();
         let kernel = boot::load_kernel(&mem, &spec.vmlinux)?;
         let (entry, kernel_end) = (kernel.entry, kernel.end);
@@ -123,8 +129,8 @@ impl LinuxVm {
         };
         boot::write_cmdline(&mem, &spec.cmdline)?;
         let acpi = AcpiConfig {
-            cpus: (0..cpus).map(|c| AcpiCpu { apic_id: spec.shape.apic_id(c), node: spec.shape.node_of(c) }).collect(),
-            memory: numa_memory(&mem, spec.shape.nodes),
+            cpus: (0..cpus).map(|c| AcpiCpu { apic_id: shape.apic_id(c), node: shape.node_of(c) }).collect(),
+            memory: numa_memory(&mem, shape.nodes),
             serial_ports: vec![(COM1.0, COM1.1 as u8), (COM2.0, COM2.1 as u8)],
         };
         let (rsdp, _) = acpi::write_tables(&mem, ACPI_ADDR, &acpi)?;
@@ -140,11 +146,6 @@ impl LinuxVm {
         let console = vm.add_serial(COM1.0, COM1.1)?;
         let channel = vm.add_serial(COM2.0, COM2.1)?;
         vm.add_pio(SLEEP_CONTROL_PORT, 2, Arc::new(Mutex::new(SleepControl)))?;
-        let supported = vm
-            .kvm()
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
-        let shape = spec.shape;
         let options = spec.cpuid;
         vm.start(|i, fd| {
             let cpuid = cpuid_for(&supported, &shape, i as u32, options)?;

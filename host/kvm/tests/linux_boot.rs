@@ -51,7 +51,7 @@ fn boot_stand_in(image: Vec<u8>) {
         vmlinux,
         initramfs: Some(initramfs),
         cmdline: "console=ttyS0 quiet".into(),
-        shape: CpuShape { nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1 },
+        shape: CpuShape { nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1, min_llc_bits: 0 },
         memory: 16 << 20,
         cpuid: CpuidOptions { hide_xsave: true, hide_cx16: true },
     };
@@ -96,7 +96,7 @@ fn a_panic_on_the_console_ends_the_watch() {
         vmlinux,
         initramfs: None,
         cmdline: "Kernel panic - not syncing: Attempted to kill init!\n".into(),
-        shape: CpuShape { nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1 },
+        shape: CpuShape { nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1, min_llc_bits: 0 },
         memory: 16 << 20,
         cpuid: CpuidOptions::default(),
     };

@@ -3,6 +3,7 @@
 
 mod inspect;
 mod kernel;
+mod nested;
 mod plan;
 mod report;
 mod run;
@@ -47,6 +48,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Boot once, run every scenario, re-run each when its component changes (hot reload).
     Watch(watch::WatchArgs),
+    /// Run `schedbox ARGS...` inside an outer QEMU guest with nested virtualization, so
+    /// `--backend kvm` works where /dev/kvm cannot boot a kernel; reports come back out.
+    Nested(nested::NestedArgs),
 }
 
 /// Sandbox bounds, policy and cache, shared by every command that loads components.
@@ -191,5 +195,6 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Run(a) => run::run(a),
         Command::Report(a) => report::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::Nested(a) => nested::run(a),
     }
 }

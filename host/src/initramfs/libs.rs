@@ -5,8 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The loader and libraries `binary` needs; empty for a static binary.
+/// The loader and libraries `binary` needs; empty for a static binary (found
+/// without running `ldd`, which a guest may not have).
 pub fn shared_libraries(binary: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if is_static_elf(binary) {
+        return Ok(Vec::new());
+    }
     let out = Command::new("ldd").arg(binary).output()?;
     // ldd exits non-zero ("not a dynamic executable") for static binaries.
     if !out.status.success() {
@@ -28,6 +32,21 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
     libs.sort();
     libs.dedup();
     libs
+}
+
+/// Whether `path` is an ELF executable without a program interpreter (PT_INTERP).
+pub(crate) fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else { return false };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        b.get(at..at + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+    })
 }
 
 #[cfg(test)]

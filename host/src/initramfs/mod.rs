@@ -5,7 +5,7 @@
 
 mod cached;
 mod image;
-mod libs;
+pub(crate) mod libs;
 mod newc;
 
 use std::path::PathBuf;

@@ -157,6 +157,7 @@ impl KvmMachine {
                 llcs_per_node: t.llcs_per_node,
                 cores_per_llc: t.cores_per_llc,
                 threads_per_core: t.threads_per_core,
+                min_llc_bits: 0,
             },
             memory: spec.memory_mib << 20,
             // XSAVE state sizes do not always match under nested virtualization.

@@ -1,6 +1,7 @@
 //! From "boot this topology with that kernel" to a [`BootSpec`]: resolve the
 //! kernel, find the agent binary, and build (or reuse) the initramfs.
 
+use crate::initramfs::libs::is_static_elf;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -21,7 +22,7 @@ pub struct BootRequest {
 }
 
 /// Module giving microvm its virtio transport (not built into Debian's kernel).
-const VIRTIO_MMIO: &str = "kernel/drivers/virtio/virtio_mmio.ko.xz";
+pub const VIRTIO_MMIO: &str = "kernel/drivers/virtio/virtio_mmio.ko.xz";
 
 /// The static agent binary: `SCHEDBOX_AGENT`, else next to this executable's
 /// target directory (`target/x86_64-unknown-linux-musl/release/`), else beside it.
@@ -86,21 +87,6 @@ pub fn find_fixture_scheduler(agent: &Path) -> Option<PathBuf> {
     let target_dir = agent.ancestors().nth(3);
     let built = target_dir.map(|d| d.join("x86_64-unknown-linux-gnu/release").join(NAME));
     built.into_iter().chain([agent.with_file_name(NAME)]).find(|p| is_static_elf(p))
-}
-
-/// Whether `path` is an ELF executable without a program interpreter (PT_INTERP).
-fn is_static_elf(path: &Path) -> bool {
-    let Ok(b) = std::fs::read(path) else { return false };
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap_or_default()) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    (0..phnum).all(|i| {
-        let at = phoff + i * phentsize;
-        b.get(at..at + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
-    })
 }
 
 fn cache_dir() -> Result<PathBuf> {

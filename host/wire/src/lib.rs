@@ -6,6 +6,7 @@
 //! malformed frame is a [`WireError`] that says what was wrong.
 
 mod message;
+pub mod nested;
 
 use std::io::{Read, Write};
 

@@ -19,6 +19,8 @@ pub struct CpuShape {
     pub llcs_per_node: u32,
     pub cores_per_llc: u32,
     pub threads_per_core: u32,
+    /// Fewest APIC ID bits below the LLC level (see [`llc_align_bits`]); 0 packs LLCs densely.
+    pub min_llc_bits: u32,
 }
 
 /// Bits needed for `n` distinct values.
@@ -50,7 +52,7 @@ impl CpuShape {
 
     /// Bits of thread + core within one LLC.
     fn llc_bits(&self) -> u32 {
-        self.thread_bits() + bits(self.cores_per_llc)
+        (self.thread_bits() + bits(self.cores_per_llc)).max(self.min_llc_bits)
     }
 
     /// Bits of the whole package (every LLC of every node).
@@ -76,6 +78,74 @@ impl CpuShape {
     pub fn node_of(&self, cpu: u32) -> u32 {
         self.place(cpu).0
     }
+}
+
+/// The APIC ID bits below the LLC level that the CPU model in `supported`
+/// implies regardless of the cache leaves: AMD family 17h models up to 0x1F
+/// (Zen 1, and QEMU's `EPYC` model) put the core complex, which shares the
+/// L3, at APIC ID bit 3, and Linux groups LLCs by that bit there. 0 otherwise.
+pub fn llc_align_bits(supported: &CpuId) -> u32 {
+    let Some(l1) = supported.as_slice().iter().find(|e| e.function == 1) else { return 0 };
+    let amd = is_amd(supported);
+    let base = (l1.eax >> 8) & 0xf;
+    let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
+    let model = ((l1.eax >> 4) & 0xf) | (((l1.eax >> 16) & 0xf) << 4);
+    if amd && family == 0x17 && model <= 0x1f {
+        3
+    } else {
+        0
+    }
+}
+
+fn is_amd(cpuid: &CpuId) -> bool {
+    cpuid.as_slice().iter().find(|e| e.function == 0).is_some_and(|l0| (l0.ebx, l0.edx, l0.ecx) == AMD_VENDOR)
+}
+
+/// "AuthenticAMD" in leaf 0's EBX, EDX, ECX.
+const AMD_VENDOR: (u32, u32, u32) = (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+const EXT1_ECX_TOPOEXT: u32 = 1 << 22;
+
+/// On AMD, Linux reads cache sharing (hence LLC groups) from leaf 0x8000001D
+/// only with TOPOEXT; without it (QEMU's `EPYC` under TCG, older hosts) it
+/// guesses from 0x80000006 and puts every CPU of a node in one LLC. So TOPOEXT
+/// is always set, leaf 0x8000001E (core and node IDs) always present, and when
+/// the host offers no 0x8000001D it is added with a typical Zen hierarchy
+/// (32 KiB L1d/L1i, 512 KiB L2, 8 MiB L3); the sharing is patched per shape afterwards.
+fn add_amd_cache_leaves(entries: &mut Vec<kvm_cpuid_entry2>) {
+    for e in entries.iter_mut() {
+        match e.function {
+            0x8000_0000 => e.eax = e.eax.max(0x8000_001e),
+            0x8000_0001 => e.ecx |= EXT1_ECX_TOPOEXT,
+            _ => {}
+        }
+    }
+    if !entries.iter().any(|e| e.function == 0x8000_001e) {
+        entries.push(kvm_cpuid_entry2 { function: 0x8000_001e, ..Default::default() });
+    }
+    if entries.iter().any(|e| e.function == 0x8000_001d && e.eax & 0x1f != 0) {
+        return;
+    }
+    entries.retain(|e| e.function != 0x8000_001d);
+    // (type: 1 data, 2 instruction, 3 unified; level; bytes; ways), 64-byte lines.
+    let caches = [(1u32, 1u32, 32u32 << 10, 8u32), (2, 1, 32 << 10, 8), (3, 2, 512 << 10, 8), (3, 3, 8 << 20, 16)];
+    for (index, (kind, level, size, ways)) in caches.into_iter().enumerate() {
+        entries.push(kvm_cpuid_entry2 {
+            function: 0x8000_001d,
+            index: index as u32,
+            flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+            eax: kind | (level << 5) | (1 << 8),
+            ebx: 63 | ((ways - 1) << 22),
+            ecx: size / 64 / ways - 1,
+            edx: 0,
+            ..Default::default()
+        });
+    }
+    entries.push(kvm_cpuid_entry2 {
+        function: 0x8000_001d,
+        index: caches.len() as u32,
+        flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+        ..Default::default()
+    });
 }
 
 /// Features to hide from the guest.
@@ -120,6 +190,9 @@ pub fn cpuid_for(supported: &CpuId, shape: &CpuShape, cpu: u32, options: CpuidOp
     let apic = shape.apic_id(cpu);
     let max_basic = supported.as_slice().iter().find(|e| e.function == 0).map_or(0, |e| e.eax);
     let intel_cache = entries.iter().any(|e| e.function == 4 && e.eax & 0x1f != 0);
+    if is_amd(supported) {
+        add_amd_cache_leaves(&mut entries);
+    }
     for e in &mut entries {
         match (e.function, e.index) {
             (1, _) => {

@@ -38,6 +38,23 @@ pub fn qemu_program() -> String {
     std::env::var("SCHEDBOX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
+/// Puts a QEMU about to be spawned in its own process group (a terminal's
+/// Ctrl-C reaches schedbox, which powers the guest off, not QEMU directly)
+/// and has it killed when the thread that spawns it dies, even by SIGKILL.
+pub fn tie_to_this_process(command: &mut Command) {
+    command.process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running QEMU guest.
 pub struct QemuMachine {
     child: Child,
@@ -139,20 +156,7 @@ impl QemuMachine {
         tracing::debug!("{program} {}", args.join(" "));
         let mut command = Command::new(&program);
         command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // Its own process group: a terminal's Ctrl-C reaches schedbox, which powers the
-        // guest off, not QEMU directly.
-        command.process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe; it touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                // QEMU dies with the thread that started it, even when schedbox is SIGKILLed.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        tie_to_this_process(&mut command);
         let child = command.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => MachineError::QemuMissing { program: program.clone() },
             _ => MachineError::Spawn(format!("{program}: {e}")),

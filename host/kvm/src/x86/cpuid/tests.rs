@@ -45,12 +45,13 @@ fn get(c: &CpuId, function: u32, index: u32) -> kvm_cpuid_entry2 {
 }
 
 /// 1 node, 2 LLCs of 2 cores, 1 thread: 4 CPUs, APIC IDs 0–3, LLC = APIC ID >> 1.
-const TWO_LLC: CpuShape = CpuShape { nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1 };
+const TWO_LLC: CpuShape =
+    CpuShape { nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1, min_llc_bits: 0 };
 
 #[test]
 fn apic_ids_pad_each_level_to_a_power_of_two() {
     assert_eq!((0..4).map(|c| TWO_LLC.apic_id(c)).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
-    let odd = CpuShape { nodes: 2, llcs_per_node: 1, cores_per_llc: 3, threads_per_core: 2 };
+    let odd = CpuShape { nodes: 2, llcs_per_node: 1, cores_per_llc: 3, threads_per_core: 2, min_llc_bits: 0 };
     // 2 thread values (1 bit), 3 cores (2 bits): LLC 1 starts at APIC ID 8.
     assert_eq!((0..12).map(|c| odd.apic_id(c)).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]);
     assert_eq!((0..12).map(|c| odd.node_of(c)).collect::<Vec<_>>(), [[0; 6], [1; 6]].concat());
@@ -101,8 +102,52 @@ fn xsave_avx_and_cx16_can_be_hidden() {
 
 #[test]
 fn bad_shapes_are_refused() {
-    let empty = CpuShape { nodes: 1, llcs_per_node: 0, cores_per_llc: 1, threads_per_core: 1 };
+    let empty = CpuShape { nodes: 1, llcs_per_node: 0, cores_per_llc: 1, threads_per_core: 1, min_llc_bits: 0 };
     assert!(cpuid_for(&amd(), &empty, 0, CpuidOptions::default()).is_err());
-    let huge = CpuShape { nodes: 4, llcs_per_node: 8, cores_per_llc: 16, threads_per_core: 2 };
+    let huge = CpuShape { nodes: 4, llcs_per_node: 8, cores_per_llc: 16, threads_per_core: 2, min_llc_bits: 0 };
     assert!(huge.validate().is_err());
+}
+
+/// QEMU's `EPYC` model under TCG, as KVM in such a guest reports it: family 17h
+/// model 1 (Zen 1), no TOPOEXT and no 0x8000001D.
+fn epyc_without_topoext() -> CpuId {
+    let (b, d, c) = AMD_VENDOR;
+    CpuId::from_entries(&[
+        entry(0, 0, 0xd, b, c, d),
+        entry(1, 0, 0x0080_0f12, 0, 0, 0),
+        entry(0x8000_0000, 0, 0x8000_000a, b, c, d),
+        entry(0x8000_0001, 0, 0, 0, 0, 0),
+        entry(0x8000_0008, 0, 0x3030, 0, 0, 0),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn zen1_places_the_llc_at_apic_id_bit_3() {
+    assert_eq!(llc_align_bits(&epyc_without_topoext()), 3);
+    let mut zen2 = epyc_without_topoext().as_slice().to_vec();
+    zen2[1].eax = 0x0083_0f10; // family 17h model 0x31
+    assert_eq!(llc_align_bits(&CpuId::from_entries(&zen2).unwrap()), 0);
+    assert_eq!(llc_align_bits(&intel()), 0, "no vendor string: not AMD");
+    let shape = CpuShape { min_llc_bits: 3, ..TWO_LLC };
+    assert_eq!((0..4).map(|c| shape.apic_id(c)).collect::<Vec<_>>(), vec![0, 1, 8, 9]);
+}
+
+#[test]
+fn amd_without_cache_leaves_gets_topoext_and_an_llc_per_shape() {
+    let supported = epyc_without_topoext();
+    let shape = CpuShape { min_llc_bits: llc_align_bits(&supported), ..TWO_LLC };
+    let c = cpuid_for(&supported, &shape, 2, CpuidOptions::default()).unwrap();
+    assert_ne!(get(&c, 0x8000_0001, 0).ecx & EXT1_ECX_TOPOEXT, 0, "Linux reads 0x8000001D only with TOPOEXT");
+    assert!(get(&c, 0x8000_0000, 0).eax >= 0x8000_001e);
+    let levels: Vec<u32> = (0..4).map(|i| (get(&c, 0x8000_001d, i).eax >> 5) & 7).collect();
+    assert_eq!(levels, vec![1, 1, 2, 3]);
+    assert_eq!(get(&c, 0x8000_001d, 4).eax & 0x1f, 0, "the list ends with a null cache");
+    // L3 shared by the 8 APIC IDs of one LLC (bits 14–25 hold the count − 1); L1 and L2 per core.
+    assert_eq!((get(&c, 0x8000_001d, 3).eax >> 14) & 0xfff, 7);
+    assert_eq!((get(&c, 0x8000_001d, 2).eax >> 14) & 0xfff, 0);
+    let l3 = get(&c, 0x8000_001d, 3);
+    let bytes = ((l3.ebx & 0xfff) + 1) * ((l3.ebx >> 22) + 1) * (l3.ecx + 1);
+    assert_eq!(bytes, 8 << 20);
+    assert_eq!(get(&c, 0x8000_001e, 0).eax, 8, "CPU 2's APIC ID");
 }

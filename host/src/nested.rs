@@ -1,0 +1,310 @@
+//! Nested runs: a program run inside an outer guest whose CPU virtualizes,
+//! so the `kvm` backend can boot a real kernel on hosts where /dev/kvm
+//! cannot (software PVM) or is missing.
+//!
+//! The outer guest is the same kernel under QEMU TCG (`-machine q35
+//! -cpu EPYC,+svm,+npt`) with `nested-init` as PID 1: it loads kvm-amd and its
+//! dependencies from the kernel's modules package, then runs the program.
+//! Every staged host file lands at the *same absolute path* in the outer
+//! initramfs, so the program's arguments, its compiled-in paths and the
+//! kernel cache under `$HOME` resolve unchanged. The program's output goes to
+//! the outer console; the planned output files and its exit status come back
+//! over a virtio-serial port (`schedbox_wire::nested`).
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use schedbox_wire::nested::{parse_result, NestedExit, NestedPlan, PLAN_PATH, PORT_NAME};
+
+use crate::initramfs::libs::shared_libraries;
+use crate::initramfs::Initramfs;
+use crate::kernel::ResolvedKernel;
+use crate::machine::qemu::{qemu_program, tie_to_this_process};
+
+/// kvm-amd and what it needs, in load order (paths under `lib/modules/<release>`).
+pub const KVM_MODULES: [&str; 4] = [
+    "kernel/virt/lib/irqbypass.ko.xz",
+    "kernel/drivers/crypto/ccp/ccp.ko.xz",
+    "kernel/arch/x86/kvm/kvm.ko.xz",
+    "kernel/arch/x86/kvm/kvm-amd.ko.xz",
+];
+
+/// The outer guest's CPU: AMD with SVM and nested paging, which QEMU's TCG emulates.
+pub const OUTER_CPU: &str = "EPYC,+svm,+npt";
+
+/// What to run in the outer guest.
+#[derive(Clone, Debug)]
+pub struct NestedSpec {
+    /// The kernel: its bzImage boots the outer guest, its modules package gives kvm.
+    pub kernel: ResolvedKernel,
+    /// `nested-init` (static; built beside the agent).
+    pub init: PathBuf,
+    /// The program (a host executable; staged without debug info, with its shared libraries).
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The program's whole environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Host files and directories staged at the same paths.
+    pub stage: Vec<PathBuf>,
+    /// Files brought back when the program ends.
+    pub outputs: Vec<PathBuf>,
+    /// Outer guest RAM, MiB (the inner guest's RAM comes out of it).
+    pub memory_mib: u64,
+    /// Wall-clock bound on the whole run; the outer guest is killed past it.
+    pub timeout: Duration,
+}
+
+/// How a nested run went.
+#[derive(Debug)]
+pub struct NestedOutcome {
+    pub exit: NestedExit,
+    /// Each planned output, `None` when the program did not write it.
+    pub outputs: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// Bytes of the outer initramfs.
+    pub initramfs_bytes: u64,
+    /// Process start → the outer QEMU exited.
+    pub wall: Duration,
+}
+
+/// `nested-init`, found beside the static agent.
+pub fn find_init() -> Result<PathBuf> {
+    let agent = crate::machine::find_agent()?;
+    let init = agent.with_file_name("nested-init");
+    if !init.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo xtask build-scenarios` (it is built with the agent)",
+            init.display()
+        );
+    }
+    Ok(init)
+}
+
+/// Boots the outer guest, runs the program, and returns what came back.
+/// `console` receives the outer console (the program's stdout and stderr) as it arrives.
+pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOutcome> {
+    let start = Instant::now();
+    let bzimage = spec.kernel.bzimage.as_ref().context(
+        "a nested run boots the outer guest from the kernel's bzImage; use a `schedbox kernel fetch`ed kernel",
+    )?;
+    let modules_dir = spec.kernel.modules_dir.as_ref().context(
+        "a nested run loads kvm-amd from the kernel's modules package: run `schedbox kernel fetch --modules`",
+    )?;
+    let modules = KVM_MODULES
+        .iter()
+        .map(|m| {
+            let p = modules_dir.join(m);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                bail!("{} is missing from the modules package", p.display())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dir = tempfile::Builder::new().prefix("schedbox-nested-").tempdir()?;
+    let mut image = Initramfs::new(spec.init.as_path());
+    let plan = NestedPlan {
+        modules: modules.iter().map(|p| text(p)).collect::<Result<_>>()?,
+        env: spec.env.clone(),
+        cwd: text(&spec.cwd)?,
+        argv: std::iter::once(text(&spec.program)).chain(spec.args.iter().cloned().map(Ok)).collect::<Result<_>>()?,
+        outputs: spec.outputs.iter().map(|p| text(p)).collect::<Result<_>>()?,
+    };
+    image.file(PLAN_PATH, serde_json::to_vec_pretty(&plan)?, 0o644)?;
+    let mut staged = Staged { image: &mut image, seen: HashSet::new() };
+    let program = stripped(&spec.program, dir.path())?;
+    staged.file(&spec.program, &program, 0o755)?;
+    for lib in shared_libraries(&spec.program)? {
+        staged.file(&lib, &lib, 0o755)?;
+    }
+    for m in &modules {
+        staged.file(m, m, 0o644)?;
+    }
+    for p in &spec.stage {
+        staged.tree(p)?;
+    }
+    let cpio = dir.path().join("outer.cpio");
+    let initramfs_bytes = image.write_to(std::io::BufWriter::new(std::fs::File::create(&cpio)?))?;
+    tracing::debug!(initramfs_bytes, setup_ms = start.elapsed().as_millis() as u64, "outer initramfs written");
+
+    let result_file = dir.path().join("result.bin");
+    let mut command = Command::new(qemu_program());
+    command
+        .args(["-machine", "q35", "-accel", "tcg,thread=single", "-cpu", OUTER_CPU, "-smp", "1"])
+        .args(["-m", &spec.memory_mib.to_string(), "-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
+        .arg(bzimage)
+        .arg("-initrd")
+        .arg(&cpio)
+        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init"])
+        .args(["-device", "virtio-serial-pci,id=vs"])
+        .arg("-chardev")
+        .arg(format!("file,id=nested,path={}", text(&result_file)?))
+        .args(["-device", &format!("virtserialport,bus=vs.0,chardev=nested,name={PORT_NAME}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tie_to_this_process(&mut command);
+    let mut child = command.spawn().with_context(|| format!("starting {}", qemu_program()))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = start + spec.timeout;
+    let mut timed_out = false;
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))) {
+            Ok(bytes) => {
+                console(&bytes);
+                tail.extend_from_slice(&bytes);
+                let excess = tail.len().saturating_sub(8 << 10);
+                tail.drain(..excess);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    let status = child.wait()?;
+    let _ = reader.join();
+    let qemu_errors = errors.join().unwrap_or_default();
+    let wall = start.elapsed();
+    let tail = String::from_utf8_lossy(&tail).into_owned();
+    if timed_out {
+        bail!("the nested run took longer than {} s; outer console:\n{tail}", spec.timeout.as_secs());
+    }
+    let bytes = std::fs::read(&result_file).unwrap_or_default();
+    let result = parse_result(&bytes).map_err(|e| {
+        let errors = qemu_errors.lines().filter(|l| !l.contains("TCG doesn't support")).collect::<Vec<_>>().join("\n");
+        anyhow::anyhow!("no result from the outer guest ({e}); QEMU {status}; {errors}\nouter console:\n{tail}")
+    })?;
+    Ok(NestedOutcome {
+        exit: result.exit,
+        outputs: result.outputs.into_iter().map(|(p, b)| (PathBuf::from(p), b)).collect(),
+        initramfs_bytes,
+        wall,
+    })
+}
+
+/// What `schedbox run`/`vm info` inside the outer guest needs besides its
+/// arguments: the kernel's cache entry (its vmlinux, bzImage, config and
+/// manifest), the static agent and, when built, the fixture scheduler.
+pub fn schedbox_files(kernel: &ResolvedKernel) -> Result<Vec<PathBuf>> {
+    let mut files = vec![kernel.vmlinux.clone()];
+    files.extend(kernel.bzimage.iter().cloned());
+    files.extend(kernel.config.iter().cloned());
+    let manifest = kernel.vmlinux.with_file_name("manifest.json");
+    if manifest.is_file() {
+        files.push(manifest);
+    }
+    // prepare_boot adds virtio_mmio where the modules package has it.
+    files.extend(kernel.modules_dir.iter().map(|d| d.join(crate::machine::VIRTIO_MMIO)).filter(|p| p.is_file()));
+    // prepare_boot adds virtio_mmio where the modules package has it.
+    files.extend(kernel.modules_dir.iter().map(|d| d.join(crate::machine::VIRTIO_MMIO)).filter(|p| p.is_file()));
+    let agent = crate::machine::find_agent()?;
+    files.extend(crate::machine::find_fixture_scheduler(&agent));
+    files.push(agent);
+    Ok(files)
+}
+
+/// The host environment a nested program inherits: HOME and the XDG cache
+/// (so the kernel cache resolves alike), PATH, logging and `SCHEDBOX_*` settings.
+pub fn inherited_env() -> Vec<(String, String)> {
+    let keep = |k: &str| {
+        matches!(k, "HOME" | "PATH" | "USER" | "XDG_CACHE_HOME" | "RUST_LOG" | "RUST_BACKTRACE" | "NO_COLOR")
+            || k.starts_with("SCHEDBOX_")
+    };
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| keep(k)).collect();
+    env.sort();
+    env
+}
+
+fn text(p: &Path) -> Result<String> {
+    let s = p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))?;
+    if s.contains('\n') || !s.starts_with('/') {
+        bail!("{s:?}: a nested run stages absolute paths without newlines");
+    }
+    Ok(s.to_owned())
+}
+
+/// `program` without debug info (a debug build is mostly DWARF), in `dir`;
+/// the original when `objcopy` is missing.
+fn stripped(program: &Path, dir: &Path) -> Result<PathBuf> {
+    let out = dir.join("program");
+    match Command::new("objcopy").arg("--strip-debug").arg(program).arg(&out).status() {
+        Ok(s) if s.success() => Ok(out),
+        Ok(s) => bail!("objcopy --strip-debug {} failed: {s}", program.display()),
+        Err(e) => {
+            tracing::warn!("objcopy not found ({e}): staging {} with its debug info", program.display());
+            Ok(program.to_owned())
+        }
+    }
+}
+
+/// The initramfs being filled with host files at their own paths; a path staged twice is added once.
+struct Staged<'a> {
+    image: &'a mut Initramfs,
+    seen: HashSet<PathBuf>,
+}
+
+impl Staged<'_> {
+    /// `source`'s bytes at `path`.
+    fn file(&mut self, path: &Path, source: &Path, mode: u32) -> Result<()> {
+        if self.seen.insert(path.to_owned()) {
+            self.image.file(&text(path)?, source, mode)?;
+        }
+        Ok(())
+    }
+
+    /// A host file, or every file under a host directory, at the same path.
+    fn tree(&mut self, path: &Path) -> Result<()> {
+        let meta = std::fs::metadata(path).with_context(|| format!("staging {}", path.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let p = e.path();
+                if p.is_dir() || p.is_file() {
+                    self.tree(&p)?;
+                }
+            }
+            return Ok(());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        self.file(path, path, meta.permissions().mode() & 0o7777)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_paths_must_be_absolute_text() {
+        assert!(text(Path::new("relative/x")).unwrap_err().to_string().contains("absolute"));
+        assert!(text(Path::new("/a\nb")).is_err());
+        assert_eq!(text(Path::new("/a/b")).unwrap(), "/a/b");
+    }
+}
