@@ -65,6 +65,7 @@ fn sandbox(cache_root: Option<&Path>) -> Sandbox {
         limits: SandboxLimits::default(),
         wasi: true,
         cache_root: cache_root.map(Path::to_owned),
+        portable_code: false,
     })
     .expect("the sandbox sets up")
 }

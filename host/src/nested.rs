@@ -25,6 +25,7 @@ use crate::initramfs::libs::shared_libraries;
 use crate::initramfs::Initramfs;
 use crate::kernel::ResolvedKernel;
 use crate::machine::qemu::{qemu_program, tie_to_this_process};
+use crate::sandbox::{Sandbox, SandboxConfig, PORTABLE_CODE_ENV};
 
 /// kvm-amd and what it needs, in load order (paths under `lib/modules/<release>`).
 pub const KVM_MODULES: [&str; 4] = [
@@ -141,7 +142,7 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
         .arg(bzimage)
         .arg("-initrd")
         .arg(&cpio)
-        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init"])
+        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"])
         .args(["-device", "virtio-serial-pci,id=vs"])
         .arg("-chardev")
         .arg(format!("file,id=nested,path={}", text(&result_file)?))
@@ -229,14 +230,51 @@ pub fn schedbox_files(kernel: &ResolvedKernel) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Compiles each component with portable code ([`SandboxConfig::portable_code`])
+/// into the cache under `cache_root`, so the program in the outer guest (run with
+/// `SCHEDBOX_PORTABLE_CODE=1`) loads it from there instead of compiling under
+/// TCG; returns the cache files to stage. A component that does not load is
+/// left to the program, which reports it.
+pub fn precompile(components: &[PathBuf], cache_root: &Path) -> Result<Vec<PathBuf>> {
+    let config = SandboxConfig { cache_root: Some(cache_root.to_owned()), portable_code: true, ..Default::default() };
+    let sandbox = Sandbox::new(config)?;
+    let mut files = Vec::new();
+    for c in components {
+        let bytes = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
+        if let Err(e) = sandbox.load_bytes(&c.display().to_string(), &bytes) {
+            tracing::debug!(component = %c.display(), "not precompiled: {e}");
+        }
+        files.extend(sandbox.cache_file(&bytes).filter(|f| f.is_file()));
+    }
+    Ok(files)
+}
+
+/// Every component (`.wasm`) among `paths` and under those that are directories.
+pub fn components_in(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = paths.to_vec();
+    while let Some(p) = pending.pop() {
+        if p.is_dir() {
+            pending.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+        } else if p.extension().is_some_and(|e| e == "wasm") {
+            found.push(p);
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
 /// The host environment a nested program inherits: HOME and the XDG cache
-/// (so the kernel cache resolves alike), PATH, logging and `SCHEDBOX_*` settings.
+/// (so the kernel cache resolves alike), PATH, logging and `SCHEDBOX_*`
+/// settings, plus `SCHEDBOX_PORTABLE_CODE=1` (see [`precompile`]).
 pub fn inherited_env() -> Vec<(String, String)> {
     let keep = |k: &str| {
         matches!(k, "HOME" | "PATH" | "USER" | "XDG_CACHE_HOME" | "RUST_LOG" | "RUST_BACKTRACE" | "NO_COLOR")
             || k.starts_with("SCHEDBOX_")
     };
-    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| keep(k)).collect();
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| keep(k) && k != PORTABLE_CODE_ENV).collect();
+    env.push((PORTABLE_CODE_ENV.to_owned(), "1".to_owned()));
     env.sort();
     env
 }

@@ -8,6 +8,7 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+use schedbox::machine::BackendKind;
 use schedbox::op_model::OpStream;
 use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 use tempfile::TempDir;
@@ -35,6 +36,17 @@ pub fn matches_rust_golden(lang: &str, name: &str, stream: &OpStream) -> bool {
         eprintln!("--- {name}: {lang} stream\n{json}");
     }
     want == json
+}
+
+/// The `schedbox` executable (`SCHEDBOX_BIN`, else `target/debug/schedbox`).
+///
+/// Panics, saying how to build it, when it is missing.
+pub fn schedbox_bin() -> PathBuf {
+    let bin = std::env::var_os("SCHEDBOX_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/schedbox"));
+    assert!(bin.is_file(), "{} is missing: run `cargo build -p schedbox` first", bin.display());
+    bin
 }
 
 /// The built sandbox fixture `name` (`target/scenarios/fixtures/<name>.wasm`).
@@ -73,26 +85,45 @@ pub fn test_limits() -> SandboxLimits {
 /// A sandbox (WASI linked, no authority) whose compiled-component cache is
 /// under `cache_root`.
 pub fn sandbox_in(cache_root: &Path, limits: SandboxLimits) -> Sandbox {
-    Sandbox::new(SandboxConfig { limits, wasi: true, cache_root: Some(cache_root.to_owned()) })
+    Sandbox::new(SandboxConfig { limits, wasi: true, cache_root: Some(cache_root.to_owned()), portable_code: false })
         .expect("the sandbox sets up")
+}
+
+/// Where [`TestSandbox::new`] finds compiled components instead of a fresh
+/// directory, when set: a nested run precompiles them on the host.
+pub const COMPONENT_CACHE_ENV: &str = "SCHEDBOX_TEST_COMPONENT_CACHE";
+
+/// Which backend the VM tests boot: `SCHEDBOX_TEST_BACKEND` (`qemu`, `kvm`), qemu by default.
+pub fn test_backend() -> BackendKind {
+    match std::env::var("SCHEDBOX_TEST_BACKEND").as_deref() {
+        Ok("kvm") => BackendKind::Kvm,
+        Ok("qemu") | Err(_) => BackendKind::Qemu,
+        Ok(other) => panic!("SCHEDBOX_TEST_BACKEND={other:?}: expected qemu or kvm"),
+    }
 }
 
 /// A sandbox with its own temporary cache directory, removed when dropped.
 pub struct TestSandbox {
     sandbox: Sandbox,
-    cache: TempDir,
+    root: PathBuf,
+    _cache: Option<TempDir>,
 }
 
 impl TestSandbox {
-    /// A sandbox with `limits` and a fresh, empty cache directory.
+    /// A sandbox with `limits` and a fresh, empty cache directory (or the
+    /// shared one named by [`COMPONENT_CACHE_ENV`]).
     pub fn new(limits: SandboxLimits) -> Self {
+        if let Some(root) = std::env::var_os(COMPONENT_CACHE_ENV) {
+            let root = PathBuf::from(root);
+            return Self { sandbox: sandbox_in(&root, limits), root, _cache: None };
+        }
         let cache = tempfile::tempdir().expect("a temporary cache directory");
-        Self { sandbox: sandbox_in(cache.path(), limits), cache }
+        Self { sandbox: sandbox_in(cache.path(), limits), root: cache.path().to_owned(), _cache: Some(cache) }
     }
 
     /// The cache directory.
     pub fn cache_root(&self) -> &Path {
-        self.cache.path()
+        &self.root
     }
 }
 

@@ -1,15 +1,15 @@
-//! Host-side ops on the qemu backend: kernel memory read and written through
+//! Host-side ops on the qemu backend (or `SCHEDBOX_TEST_BACKEND=kvm`): kernel memory read and written through
 //! guest RAM mapped in the host, cold accesses inside a freeze rendezvous.
 
 use std::sync::Mutex;
 
 use schedbox::executor::{execute, PayloadDefaults};
-use schedbox::machine::{self, parse_topology, BackendKind, BootRequest, Machine};
+use schedbox::machine::{self, parse_topology, BootRequest, Machine};
 use schedbox::monitor::KernelBtf;
 use schedbox::op_model::*;
 use schedbox::results::{Outcome, Snapshot, StepStatus};
 use schedbox::sandbox::SandboxLimits;
-use schedbox_tests::{example, TestSandbox};
+use schedbox_tests::{example, test_backend, TestSandbox};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -18,7 +18,7 @@ fn boot(topology: &str) -> Box<dyn Machine> {
     let req =
         BootRequest { kernel: None, topology: parse_topology(topology).unwrap(), memory_mib: 512, staged: vec![] };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
+    machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"))
 }
 
 fn stream(steps: Vec<Step>) -> OpStream {
@@ -440,7 +440,7 @@ fn guest_initiated_host_ops_land_in_the_results_and_answer_the_client() {
         staged: vec![("/staging/payloads/sh".into(), "/bin/sh".into())],
     };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    let mut m = machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"));
+    let mut m = machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"));
     let jiffies = |tag: &str| Op::read_kernel_cold(tag, KernelTarget::symbol("jiffies_64"), KernelValueWidth::U64);
     let script = "/init host-op capture-snapshot guest-snap && \
                   /init host-op read-kernel-cold guest-j jiffies_64 u64; \
@@ -508,7 +508,7 @@ fn a_guest_request_during_wait_payload_is_refused_not_deadlocked() {
         staged: vec![("/staging/payloads/sh".into(), "/bin/sh".into())],
     };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    let mut m = machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"));
+    let mut m = machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"));
     // The sleep lets the host reach wait-payload before the client asks.
     let script = "sleep 1; /init host-op capture-snapshot late; echo exit=$?";
     let s = stream(vec![Step::new(

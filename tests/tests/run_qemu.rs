@@ -1,15 +1,15 @@
-//! End-to-end execution of guest-side ops on the qemu backend. Each test
+//! End-to-end execution of guest-side ops on the qemu backend (or `SCHEDBOX_TEST_BACKEND=kvm`). Each test
 //! asserts what the kernel shows (cpuset.cpus.effective, cgroup.procs,
 //! cgroup.events, /proc/irq/N/smp_affinity_list), read back through the agent.
 
 use std::sync::Mutex;
 
 use schedbox::executor::{execute, PayloadDefaults};
-use schedbox::machine::{self, parse_topology, BackendKind, BootRequest, Machine};
+use schedbox::machine::{self, parse_topology, BootRequest, Machine};
 use schedbox::op_model::*;
 use schedbox::results::{Outcome, StepStatus};
 use schedbox::sandbox::SandboxLimits;
-use schedbox_tests::{example, repo_root, TestSandbox};
+use schedbox_tests::{example, repo_root, test_backend, TestSandbox};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -17,7 +17,7 @@ static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn boot(topology: &str, staged: Vec<(String, std::path::PathBuf)>) -> Box<dyn Machine> {
     let req = BootRequest { kernel: None, topology: parse_topology(topology).unwrap(), memory_mib: 512, staged };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
+    machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"))
 }
 
 fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {

@@ -1,4 +1,4 @@
-//! sched_ext scheduler ops on the qemu backend, against the built-in fixture
+//! sched_ext scheduler ops on the qemu backend (or `SCHEDBOX_TEST_BACKEND=kvm`), against the built-in fixture
 //! scheduler (`host/fixture-scheduler`, staged by the host when
 //! `cargo xtask build-scenarios` built it). Each test asserts what the kernel
 //! shows: `/sys/kernel/sched_ext/state`, `/sys/kernel/sched_ext/root/ops`, the
@@ -7,8 +7,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use schedbox::machine::{self, parse_topology, BackendKind, BootRequest, Machine};
+use schedbox::machine::{self, parse_topology, BootRequest, Machine};
 use schedbox::op_model::*;
+use schedbox_tests::test_backend;
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -20,7 +21,7 @@ fn boot() -> Box<dyn Machine> {
 fn boot_staged(staged: Vec<(String, std::path::PathBuf)>) -> Box<dyn Machine> {
     let req = BootRequest { kernel: None, topology: parse_topology("1n1l2c1t").unwrap(), memory_mib: 512, staged };
     let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    machine::boot(BackendKind::Qemu, &spec).unwrap_or_else(|e| panic!("boot: {e}"))
+    machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"))
 }
 
 fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {

@@ -14,21 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use schedbox::sandbox::digest;
-use schedbox_tests::{example, fixture, repo_root, wat};
+use schedbox_tests::{example, fixture, schedbox_bin, wat};
 use serde_json::Value;
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Boot, compile and a run together stay well below this on a loaded 2-core host.
 const PATIENCE: Duration = Duration::from_secs(240);
-
-fn schedbox_bin() -> PathBuf {
-    let bin = std::env::var_os("SCHEDBOX_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/schedbox"));
-    assert!(bin.is_file(), "{} is missing: run `cargo build -p schedbox` first", bin.display());
-    bin
-}
 
 /// A running `schedbox watch` and the events it printed so far.
 struct Watcher {

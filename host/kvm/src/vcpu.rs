@@ -57,6 +57,9 @@ pub(crate) struct Control {
     pub attention: AtomicBool,
     pub shared: Mutex<Shared>,
     pub changed: Condvar,
+    /// Where watchpoint hits go when someone captures them (`Vm::watch_hits`):
+    /// the vCPU that hit then stays parked until the next resume.
+    pub watch_sink: Mutex<Option<Sender<WatchHit>>>,
 }
 
 pub(crate) struct Shared {
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     pub stop: bool,
     pub states: Vec<VcpuState>,
     pub requests: Vec<VecDeque<Request>>,
+    /// vCPUs parked by their own watchpoint hit, until the next resume.
+    pub held: Vec<bool>,
 }
 
 impl Control {
@@ -75,8 +80,10 @@ impl Control {
                 stop: false,
                 states: vec![VcpuState::Running; vcpus],
                 requests: (0..vcpus).map(|_| VecDeque::new()).collect(),
+                held: vec![false; vcpus],
             }),
             changed: Condvar::new(),
+            watch_sink: Mutex::new(None),
         }
     }
 
@@ -136,6 +143,7 @@ pub(crate) struct VcpuThread {
 enum Step {
     Continue,
     Halt,
+    Watch(WatchHit),
     Stop(VmEvent),
 }
 
@@ -150,7 +158,7 @@ impl VcpuThread {
                 break;
             }
             let step = match self.fd.run() {
-                Ok(exit) => dispatch(i, exit, &self.pio, &self.mmio, &self.events),
+                Ok(exit) => dispatch(i, exit, &self.pio, &self.mmio),
                 Err(e) if e.errno() == libc::EINTR => {
                     self.fd.set_kvm_immediate_exit(0);
                     Step::Continue
@@ -164,6 +172,26 @@ impl VcpuThread {
                     let _ = self.events.send(VmEvent::Halted { vcpu: i });
                     if !self.park(true) {
                         break;
+                    }
+                }
+                Step::Watch(hit) => {
+                    let sink = self.control.watch_sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    match sink {
+                        // Stop right at the hit; the capture resumes every vCPU.
+                        Some(tx) => {
+                            // Held before the hit is sent: the capture's resume must find it set.
+                            self.control.lock().held[i] = true;
+                            if tx.send(hit).is_err() {
+                                // Nobody captures any more: report the hit and go on.
+                                self.control.lock().held[i] = false;
+                                let _ = self.events.send(VmEvent::Watchpoint(hit));
+                            } else if !self.park(false) {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = self.events.send(VmEvent::Watchpoint(hit));
+                        }
                     }
                 }
                 Step::Stop(mut ev) => {
@@ -202,7 +230,7 @@ impl VcpuThread {
             }
             let want = if halted {
                 VcpuState::Halted
-            } else if s.pause {
+            } else if s.pause || s.held[i] {
                 VcpuState::Parked
             } else {
                 VcpuState::Running
@@ -228,7 +256,7 @@ impl VcpuThread {
     }
 }
 
-fn dispatch(i: usize, exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus, events: &Sender<VmEvent>) -> Step {
+fn dispatch(i: usize, exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Step {
     let action = match exit {
         VcpuExit::IoOut(port, data) => pio.write(u64::from(port), data).unwrap_or(DeviceAction::None),
         VcpuExit::IoIn(port, data) => {
@@ -248,9 +276,7 @@ fn dispatch(i: usize, exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus, events: &Sender
         VcpuExit::Hlt => return Step::Halt,
         VcpuExit::Shutdown => return Step::Stop(VmEvent::TripleFault { vcpu: i }),
         VcpuExit::Debug(arch) => {
-            let hit = WatchHit { vcpu: i, slots: (arch.dr6 & 0xf) as u8, rip: arch.pc, dr6: arch.dr6 };
-            let _ = events.send(VmEvent::Watchpoint(hit));
-            DeviceAction::None
+            return Step::Watch(WatchHit { vcpu: i, slots: (arch.dr6 & 0xf) as u8, rip: arch.pc, dr6: arch.dr6 })
         }
         VcpuExit::SystemEvent(kind, _) => match kind {
             kvm_bindings::KVM_SYSTEM_EVENT_RESET => DeviceAction::Reset,

@@ -61,18 +61,25 @@ pub struct PauseReport {
     pub latency: Duration,
 }
 
+/// Whether the VM is paused, and the kvmclock saved at the pause.
+#[derive(Default)]
+struct PauseState {
+    paused: bool,
+    saved_clock: Option<kvm_clock_data>,
+}
+
 /// A VM with its vCPU threads. Dropping it stops and joins every thread
 /// before closing the VM and unmapping guest memory.
 pub struct Vm {
     control: Arc<Control>,
     threads: Vec<JoinHandle<()>>,
-    events: Receiver<VmEvent>,
+    /// In a mutex so a `Vm` can be shared (the watch thread of a capture uses it too).
+    events: Mutex<Receiver<VmEvent>>,
     event_tx: mpsc::Sender<VmEvent>,
     pio: Bus,
     mmio: Bus,
     config: VmConfig,
-    saved_clock: Option<kvm_clock_data>,
-    paused: bool,
+    pause_state: Mutex<PauseState>,
     /// KVM vCPU ids (the initial APIC IDs), by vCPU index.
     vcpu_ids: Vec<u64>,
     // Field order matters: the VM fd closes before its memory is unmapped.
@@ -117,13 +124,12 @@ impl Vm {
         Ok(Self {
             control: Arc::new(Control::new(config.vcpus)),
             threads: Vec::new(),
-            events,
+            events: Mutex::new(events),
             event_tx,
             pio: Bus::default(),
             mmio: Bus::default(),
             config,
-            saved_clock: None,
-            paused: false,
+            pause_state: Mutex::new(PauseState::default()),
             vcpu_ids,
             vm,
             kvm,
@@ -220,7 +226,7 @@ impl Vm {
 
     /// The next event, waiting up to `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<VmEvent> {
-        self.events.recv_timeout(timeout).ok()
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).recv_timeout(timeout).ok()
     }
 
     /// Every vCPU's state now.
@@ -230,10 +236,12 @@ impl Vm {
 
     /// The freeze rendezvous: parks every vCPU thread (kick + immediate_exit),
     /// waits until all are observed out of KVM_RUN, and saves the guest's
-    /// kvmclock so [`Vm::resume`] can hide the pause from it.
-    pub fn pause(&mut self) -> Result<PauseReport> {
+    /// kvmclock so [`Vm::resume`] can hide the pause from it. Pausing a
+    /// paused VM returns at once (callers serialise their captures).
+    pub fn pause(&self) -> Result<PauseReport> {
         let t0 = Instant::now();
-        if self.paused {
+        let mut ps = self.pause_state.lock().unwrap_or_else(|e| e.into_inner());
+        if ps.paused {
             // Already frozen: keep the clock saved at the first pause.
             return Ok(PauseReport { states: self.states(), latency: Duration::ZERO });
         }
@@ -264,8 +272,8 @@ impl Vm {
         let latency = t0.elapsed();
         let states = s.states.clone();
         drop(s);
-        self.paused = true;
-        self.saved_clock = if self.kvm.check_extension(Cap::AdjustClock) { self.vm.get_clock().ok() } else { None };
+        ps.paused = true;
+        ps.saved_clock = if self.kvm.check_extension(Cap::AdjustClock) { self.vm.get_clock().ok() } else { None };
         tracing::trace!(?latency, "vCPUs parked");
         Ok(PauseReport { states, latency })
     }
@@ -278,26 +286,40 @@ impl Vm {
         self.vm.get_clock().ok().map(|c| c.clock)
     }
 
-    /// Restores the saved kvmclock and releases every parked vCPU at once.
-    pub fn resume(&mut self) -> Result<()> {
-        if !self.paused {
+    /// Restores the saved kvmclock and releases every parked vCPU at once
+    /// (also those held by their own watchpoint hit).
+    pub fn resume(&self) -> Result<()> {
+        let mut ps = self.pause_state.lock().unwrap_or_else(|e| e.into_inner());
+        if !ps.paused {
             return Ok(());
         }
-        if let Some(saved) = self.saved_clock.take() {
+        if let Some(saved) = ps.saved_clock.take() {
             let clock = kvm_clock_data { clock: saved.clock, ..Default::default() };
             self.vm.set_clock(&clock).map_err(|e| KvmError::ioctl("KVM_SET_CLOCK", e))?;
         }
+        ps.paused = false;
+        drop(ps);
         self.release();
         Ok(())
     }
 
-    fn release(&mut self) {
+    fn release(&self) {
         let mut s = self.control.lock();
         s.pause = false;
+        s.held.iter_mut().for_each(|h| *h = false);
         self.control.attention.store(s.stop, Ordering::Release);
         drop(s);
-        self.paused = false;
         self.control.changed.notify_all();
+    }
+
+    /// Watchpoint hits from now on: the vCPU that hit stays parked (its
+    /// registers are those right after the access) until the next
+    /// [`Vm::resume`], which the receiver is expected to do after a
+    /// [`Vm::pause`] of the rest. Without a receiver, hits are [`VmEvent::Watchpoint`]s.
+    pub fn watch_hits(&self) -> Receiver<crate::watch::WatchHit> {
+        let (tx, rx) = mpsc::channel();
+        *self.control.watch_sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// Runs `f` on vCPU `index`'s thread with its fd; the vCPU must be parked or halted.

@@ -25,7 +25,9 @@ pub struct NestedArgs {
     /// Run this host program instead of schedbox (a test binary, say).
     #[arg(long, value_name = "PROGRAM")]
     pub exec: Option<PathBuf>,
-    /// Also stage this host file or directory (at the same path).
+    /// Also stage this host file or directory (at the same path). The kernel, the
+    /// agent and the fixture scheduler are always staged; components (`.wasm`) are
+    /// compiled for the outer guest first.
     #[arg(long, value_name = "PATH")]
     pub stage: Vec<PathBuf>,
     /// Bring this file back when the program ends (besides every `--report` value).
@@ -77,11 +79,16 @@ pub fn run(a: NestedArgs) -> Result<u8, Failure> {
         Some(p) => std::path::absolute(p).map_err(|e| usage(e.into()))?,
         None => std::env::current_exe().map_err(|e| usage(e.into()))?,
     };
-    let mut stage = if a.exec.is_none() { nested::schedbox_files(&kernel).map_err(usage)? } else { Vec::new() };
+    let mut stage = nested::schedbox_files(&kernel).map_err(usage)?;
     for s in &a.stage {
         stage.push(std::path::absolute(s).map_err(|e| usage(e.into()))?);
     }
     stage.extend(a.args.iter().flat_map(|arg| named_paths(arg)));
+    let components = nested::components_in(&stage);
+    if let Some(root) = schedbox::sandbox::ComponentCache::default_root() {
+        eprintln!("compiling {} component(s) for the outer guest", components.len());
+        stage.extend(nested::precompile(&components, &root).map_err(usage)?);
+    }
     let mut outputs: Vec<PathBuf> = a.output.iter().filter_map(|p| std::path::absolute(p).ok()).collect();
     outputs.extend(report_outputs(&a.args));
     let mut env = nested::inherited_env();

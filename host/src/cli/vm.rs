@@ -23,7 +23,7 @@ pub enum VmCommand {
 /// Options of every command that boots a guest.
 #[derive(Args, Debug, Clone)]
 pub struct GuestArgs {
-    /// VM backend (default: qemu until the kvm backend lands).
+    /// VM backend (default: kvm where /dev/kvm is hardware KVM, else qemu with a one-line warning).
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
     /// Kernel to boot: a bzImage or vmlinux (default: the newest `schedbox kernel fetch`ed one).

@@ -8,6 +8,7 @@ mod agent_link;
 mod console;
 mod guest_ram;
 pub mod kvm;
+mod capture_gate;
 mod prepare;
 pub mod qemu;
 mod topology;
@@ -192,7 +193,7 @@ pub trait Machine: Send {
 }
 
 /// Picks a backend: `requested`, or the default for this host — `kvm` on
-/// hardware KVM once it boots a stock kernel ([`kvm::KVM_BOOTS_STOCK_KERNEL`]);
+/// hardware KVM (also nested);
 /// otherwise `qemu`, with a one-line warning saying why (software PVM cannot
 /// boot a stock kernel; no usable /dev/kvm). `--backend kvm` is refused only
 /// where /dev/kvm cannot be opened.

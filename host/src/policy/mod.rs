@@ -259,7 +259,7 @@ impl Policy {
 
     /// A sandbox configuration with this policy's bounds and WASI choice.
     pub fn sandbox_config(&self, cache_root: Option<PathBuf>) -> SandboxConfig {
-        SandboxConfig { limits: self.limits.clone(), wasi: self.wasi, cache_root }
+        SandboxConfig { limits: self.limits.clone(), wasi: self.wasi, cache_root, portable_code: false }
     }
 
     /// Why `subject` (whose stream calls itself `name`) is trusted, if it is.

@@ -41,7 +41,7 @@ impl ComponentCache {
         directories::ProjectDirs::from("", "", "schedbox").map(|d| d.cache_dir().to_path_buf())
     }
 
-    fn path(&self, key: &[u8; 32]) -> PathBuf {
+    pub(crate) fn path(&self, key: &[u8; 32]) -> PathBuf {
         self.dir.join(format!("{}.cwasm", hex::encode(key)))
     }
 

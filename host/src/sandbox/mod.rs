@@ -65,11 +65,27 @@ pub struct SandboxConfig {
     pub wasi: bool,
     /// Where compiled components are cached; `None` disables the disk cache.
     pub cache_root: Option<PathBuf>,
+    /// Compile for a fixed x86-64 feature set (SSE4.2, POPCNT) instead of this
+    /// CPU's, so cache entries are valid on any such machine (nested runs
+    /// compile on the host for the outer guest). Also on when the environment
+    /// has `SCHEDBOX_PORTABLE_CODE=1`.
+    pub portable_code: bool,
 }
+
+/// The environment variable that turns [`SandboxConfig::portable_code`] on.
+pub const PORTABLE_CODE_ENV: &str = "SCHEDBOX_PORTABLE_CODE";
+
+/// Cranelift x86-64 flags of portable code (the x86-64-v2 level).
+const PORTABLE_FLAGS: [&str; 5] = ["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"];
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { limits: SandboxLimits::default(), wasi: true, cache_root: ComponentCache::default_root() }
+        Self {
+            limits: SandboxLimits::default(),
+            wasi: true,
+            cache_root: ComponentCache::default_root(),
+            portable_code: false,
+        }
     }
 }
 
@@ -180,6 +196,15 @@ impl Sandbox {
             .consume_fuel(true)
             .wasm_backtrace_details(WasmBacktraceDetails::Enable)
             .max_wasm_stack(config.limits.stack_bytes);
+        if config.portable_code || std::env::var(PORTABLE_CODE_ENV).is_ok_and(|v| v == "1") {
+            // An explicit target turns off the host CPU's feature detection.
+            c.target("x86_64-unknown-linux-gnu").map_err(setup)?;
+            for flag in PORTABLE_FLAGS {
+                // SAFETY: these flags only widen the instruction set Cranelift may use;
+                // Engine::new checks that this CPU has each of them.
+                unsafe { c.cranelift_flag_enable(flag) };
+            }
+        }
         let engine = Engine::new(&c).map_err(setup)?;
         let mut linker = Linker::new(&engine);
         Scenario::add_to_linker::<HostState, HasSelf<Recorder>>(&mut linker, |s| &mut s.recorder).map_err(setup)?;
@@ -192,6 +217,12 @@ impl Sandbox {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Where the disk cache keeps the compiled form of the component `bytes`
+    /// (present once it was loaded); `None` without a disk cache.
+    pub fn cache_file(&self, bytes: &[u8]) -> Option<PathBuf> {
+        self.cache.as_ref().map(|c| c.path(&digest(bytes)))
     }
 
     pub fn config(&self) -> &SandboxConfig {

@@ -24,15 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::capture_gate::CaptureGate;
+use crate::machine::capture_gate::CaptureGate;
 use super::registers::parse_info_registers;
+use crate::machine::capture_gate::CAPTURE_WAIT;
 use crate::machine::{GuestRam, MachineError, WatchHandler, WatchHit};
 
 /// How long a command may wait for its answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a watchpoint capture waits for a freeze in flight. Freezes take
-/// milliseconds; the guest stays stopped until the capture gets its turn.
-pub const CAPTURE_WAIT: Duration = Duration::from_secs(60);
 
 /// `$data#cs`.
 fn frame(data: &str) -> Vec<u8> {

@@ -5,7 +5,6 @@
 //! watchpoint captures take one capture gate: at most one in flight.
 
 mod args;
-mod capture_gate;
 mod gdb;
 mod qmp;
 mod registers;
@@ -21,7 +20,7 @@ use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
 pub use args::{kernel_cmdline, qemu_args, VmPaths};
-use capture_gate::CaptureGate;
+use super::capture_gate::{CaptureGate, FREEZE_WAIT};
 use gdb::Gdb;
 use qmp::Qmp;
 
@@ -31,7 +30,6 @@ use super::{
 };
 
 /// How long a freeze waits for a watchpoint capture in flight.
-const FREEZE_WAIT: Duration = Duration::from_secs(5);
 
 /// The QEMU binary (`SCHEDBOX_QEMU` overrides).
 pub fn qemu_program() -> String {

@@ -1,11 +1,17 @@
-//! At most one capture in flight: a QMP freeze (pause … resume) and a
-//! watchpoint capture on the gdbstub thread each hold the gate while the guest
+//! At most one capture in flight: a freeze (pause … resume) and a
+//! watchpoint capture (the gdbstub thread on qemu, the watch thread on kvm) each hold the gate while the guest
 //! is stopped for them. Waiting for it is bounded.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::machine::MachineError;
+
+/// How long a freeze waits for a capture in flight.
+pub const FREEZE_WAIT: Duration = Duration::from_secs(5);
+/// How long a watchpoint capture waits for a freeze in flight. Freezes take
+/// milliseconds; the hitting vCPU stays stopped until the capture gets its turn.
+pub const CAPTURE_WAIT: Duration = Duration::from_secs(60);
 
 /// The holder's name while taken.
 #[derive(Default)]

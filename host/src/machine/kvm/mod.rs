@@ -20,7 +20,14 @@ use schedbox_kvm::{KvmKind, SerialOutput, SerialPort};
 use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
-use super::{AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError, PagingRegisters};
+use super::capture_gate::{CaptureGate, FREEZE_WAIT};
+use super::{
+    AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError, PagingRegisters,
+    WatchHandler,
+};
+
+mod watch;
+use watch::Watches;
 
 /// RAM the backend can map as one contiguous [`GuestRam`] (below the 32-bit MMIO hole).
 const MAX_MEMORY_MIB: u64 = schedbox_kvm::memory::PCI_HOLE_START >> 20;
@@ -77,16 +84,19 @@ fn pump_in(port: SerialPort, mut source: UnixStream, stop: Arc<AtomicBool>) -> s
 
 /// A guest on schedbox's own VMM.
 pub struct KvmMachine {
-    // Drop order: the link and pumps go before the VM.
+    // Drop order: the watch thread, the link and the pumps go before the VM.
+    watches: Watches,
     link: AgentLink,
     console: Console,
     /// Held for its drop: stops the pumps before the VM goes.
     _bridges: Bridges,
-    ram: GuestRam,
+    ram: Arc<GuestRam>,
+    /// At most one capture (freeze or watchpoint hit) in flight.
+    gate: Arc<CaptureGate>,
     facts: GuestFacts,
     times: BootTimes,
     vmlinux: PathBuf,
-    guest: LinuxVm,
+    guest: Arc<LinuxVm>,
 }
 
 /// The serial ↔ socket pumps; stopped and joined on drop.
@@ -186,8 +196,10 @@ impl KvmMachine {
         })?;
         let agent_ready_ms = start.elapsed().as_millis() as u64;
         let mem = guest.vm.memory();
-        let ram = GuestRam::map_files(&[(mem.fd_path().as_path(), mem.size())])?;
+        let ram = Arc::new(GuestRam::map_files(&[(mem.fd_path().as_path(), mem.size())])?);
         Ok(Self {
+            watches: Watches::new(),
+            gate: Arc::default(),
             link,
             console,
             _bridges: bridges,
@@ -195,13 +207,8 @@ impl KvmMachine {
             times: BootTimes { setup_ms, kernel_ms: facts.uptime_ms, agent_ready_ms },
             facts,
             vmlinux: spec.vmlinux.clone(),
-            guest,
+            guest: Arc::new(guest),
         })
-    }
-
-    fn registers(&self) -> Result<Vec<(schedbox_kvm::kvm_regs, schedbox_kvm::kvm_sregs)>, MachineError> {
-        let n = self.guest.vm.states().len();
-        (0..n).map(|i| self.guest.vm.registers(i).map_err(|e| MachineError::Unsupported(e.to_string()))).collect()
     }
 }
 
@@ -236,33 +243,38 @@ impl Machine for KvmMachine {
     }
 
     fn pause(&mut self) -> Result<(), MachineError> {
-        self.guest.vm.pause().map(drop).map_err(|e| MachineError::FreezeTimeout {
-            what: "parking every vCPU".into(),
-            ms: 5000,
-            why: e.to_string(),
+        self.gate.enter("freeze", FREEZE_WAIT)?;
+        self.guest.vm.pause().map(drop).map_err(|e| {
+            self.gate.leave();
+            MachineError::FreezeTimeout { what: "parking every vCPU".into(), ms: 5000, why: e.to_string() }
         })
     }
 
     fn resume(&mut self) -> Result<(), MachineError> {
-        self.guest.vm.resume().map_err(|e| MachineError::Unsupported(format!("resuming the vCPUs: {e}")))
+        let resumed = self.guest.vm.resume();
+        self.gate.leave();
+        resumed.map_err(|e| MachineError::Unsupported(format!("resuming the vCPUs: {e}")))
     }
 
     fn vcpu_registers(&mut self) -> Result<Vec<VcpuRegisters>, MachineError> {
-        Ok(self
-            .registers()?
-            .into_iter()
-            .enumerate()
-            .map(|(cpu, (r, s))| VcpuRegisters { cpu: cpu as u32, rip: r.rip, rsp: r.rsp, cr3: s.cr3 })
-            .collect())
+        watch::registers(&self.guest)
     }
 
     fn paging_registers(&mut self) -> Result<Vec<PagingRegisters>, MachineError> {
-        Ok(self
-            .registers()?
-            .into_iter()
-            .enumerate()
-            .map(|(cpu, (r, s))| PagingRegisters { cpu: cpu as u32, rip: r.rip, cr3: s.cr3, cr4: s.cr4 })
-            .collect())
+        (0..self.guest.vm.states().len())
+            .map(|i| {
+                let (r, s) = self.guest.vm.registers(i).map_err(|e| MachineError::Unsupported(e.to_string()))?;
+                Ok(PagingRegisters { cpu: i as u32, rip: r.rip, cr3: s.cr3, cr4: s.cr4 })
+            })
+            .collect()
+    }
+
+    fn arm_watchpoint(&mut self, addr: u64, len: u64, handler: WatchHandler) -> Result<(), MachineError> {
+        self.watches.arm(&self.guest, &self.gate, &self.ram, addr, len, handler)
+    }
+
+    fn disarm_watchpoints(&mut self) -> Result<(), MachineError> {
+        self.watches.disarm(&self.guest, &self.gate)
     }
 
     fn console_tail(&self, n: usize) -> String {
@@ -270,6 +282,10 @@ impl Machine for KvmMachine {
     }
 
     fn power_off(mut self: Box<Self>) -> Result<(), MachineError> {
+        if let Err(e) = self.watches.disarm(&self.guest, &self.gate) {
+            tracing::warn!("removing the watchpoints before power-off: {e}");
+        }
+        self.watches.shut_down();
         self.link.send(RequestBody::PowerOff)?;
         match self.guest.watch(Duration::from_secs(20), |_| false) {
             Watch::Ended(GuestExit::PowerOff) => Ok(()),
@@ -286,21 +302,12 @@ impl Machine for KvmMachine {
     }
 }
 
-/// Whether the kvm backend has booted a stock kernel to agent Ready. Until it
-/// has (nested runs stall in early boot, see docs/BENCHMARKS.md), hardware KVM
-/// hosts keep qemu as the default too and `--backend kvm` opts in.
-pub const KVM_BOOTS_STOCK_KERNEL: bool = false;
-
 /// Which backend to use when none was requested, and why not kvm: hardware
-/// KVM runs the kvm backend (once [`KVM_BOOTS_STOCK_KERNEL`]); PVM, which
-/// cannot boot a stock kernel, or no usable /dev/kvm falls back to qemu.
+/// KVM (kvm_intel, kvm_amd; also a nested guest's) runs the kvm backend; PVM,
+/// which cannot boot a stock kernel, or no usable /dev/kvm falls back to qemu.
 pub fn default_backend(kind: &KvmKind) -> (BackendKind, Option<String>) {
     match kind {
-        KvmKind::Hardware if KVM_BOOTS_STOCK_KERNEL => (BackendKind::Kvm, None),
-        KvmKind::Hardware => (
-            BackendKind::Qemu,
-            Some("hardware KVM found, but the kvm backend does not boot a stock kernel yet: using the qemu backend (--backend kvm to try it)".into()),
-        ),
+        KvmKind::Hardware => (BackendKind::Kvm, None),
         KvmKind::Pvm => (
             BackendKind::Qemu,
             Some("/dev/kvm is software PVM (kvm_pvm), which cannot boot a stock kernel: using the qemu backend".into()),
@@ -317,13 +324,7 @@ mod tests {
 
     #[test]
     fn pvm_and_missing_kvm_fall_back_to_qemu_with_the_reason() {
-        let (b, why) = default_backend(&KvmKind::Hardware);
-        if KVM_BOOTS_STOCK_KERNEL {
-            assert_eq!((b, why), (BackendKind::Kvm, None));
-        } else {
-            assert_eq!(b, BackendKind::Qemu);
-            assert!(why.unwrap().contains("--backend kvm"));
-        }
+        assert_eq!(default_backend(&KvmKind::Hardware), (BackendKind::Kvm, None));
         let (b, why) = default_backend(&KvmKind::Pvm);
         assert_eq!(b, BackendKind::Qemu);
         assert!(why.unwrap().contains("PVM"));
@@ -399,12 +400,6 @@ mod tests {
     /// The real kernel and agent, on hardware KVM only (PVM cannot boot a stock kernel).
     #[test]
     fn boots_the_real_kernel_with_llc_groups_on_hardware_kvm() {
-        if !KVM_BOOTS_STOCK_KERNEL && std::env::var_os("SCHEDBOX_KVM_E2E").is_none() {
-            eprintln!(
-                "SKIP boots_the_real_kernel_on_hardware_kvm: not yet expected to pass; SCHEDBOX_KVM_E2E=1 runs it"
-            );
-            return;
-        }
         match schedbox_kvm::detect() {
             KvmKind::Hardware => {}
             other => {
