@@ -46,7 +46,8 @@ fn vm_info(nested: bool) -> [u64; 4] {
 
 fn main() {
     let runs: usize = std::env::var("SCHEDBOX_BOOT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let mut rows: Vec<(&str, Vec<[u64; 4]>)> = vec![("qemu backend, direct TCG", vec![]), ("kvm backend, nested", vec![])];
+    let mut rows: Vec<(&str, Vec<[u64; 4]>)> =
+        vec![("qemu backend, direct TCG", vec![]), ("kvm backend, nested", vec![])];
     for _ in 0..runs {
         rows[0].1.push(vm_info(false));
         rows[1].1.push(vm_info(true));

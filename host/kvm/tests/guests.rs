@@ -36,6 +36,12 @@ fn vm(vcpus: usize, code: &[u8]) -> Vm {
     vm
 }
 
+/// The host's supported CPUID, which a vCPU needs before it may enter long mode
+/// (hardware KVM checks CR4's bits, PAE among them, against the guest's CPUID).
+fn host_cpuid(vm: &Vm) -> kvm_bindings::CpuId {
+    vm.kvm().get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).expect("KVM_GET_SUPPORTED_CPUID")
+}
+
 /// Starts every vCPU in real mode at `CODE` with `gprs(i)` preset.
 fn start(vm: &mut Vm, gprs: impl Fn(usize) -> kvm_regs) {
     vm.start(|i, fd| set_real_mode_entry(fd, CODE as u16, gprs(i))).expect("start vCPUs");
@@ -217,7 +223,12 @@ fn long_mode_guest_sees_host_stores_and_a_watchpoint_fires_on_its_write() {
     ];
     let mut vm = vm(1, &code);
     write_long_mode_tables(vm.memory()).unwrap();
-    vm.start(|_, fd| set_long_mode_entry(fd, kvm_regs { rip: CODE, ..Default::default() })).unwrap();
+    let cpuid = host_cpuid(&vm);
+    vm.start(|_, fd| {
+        fd.set_cpuid2(&cpuid).map_err(|e| schedbox_kvm::KvmError::Invalid(format!("KVM_SET_CPUID2: {e}")))?;
+        set_long_mode_entry(fd, kvm_regs { rip: CODE, ..Default::default() })
+    })
+    .unwrap();
     vm.pause().unwrap();
     let (regs, sregs) = vm.registers(0).unwrap();
     assert_eq!(sregs.efer & 0x400, 0x400, "long mode active (EFER.LMA)");
@@ -290,7 +301,12 @@ fn a_triple_fault_is_reported() {
     let code = [0x0F, 0x0B]; // ud2
     let mut vm = vm(1, &code);
     write_long_mode_tables(vm.memory()).unwrap();
-    vm.start(|_, fd| set_long_mode_entry(fd, kvm_regs { rip: CODE, ..Default::default() })).unwrap();
+    let cpuid = host_cpuid(&vm);
+    vm.start(|_, fd| {
+        fd.set_cpuid2(&cpuid).map_err(|e| schedbox_kvm::KvmError::Invalid(format!("KVM_SET_CPUID2: {e}")))?;
+        set_long_mode_entry(fd, kvm_regs { rip: CODE, ..Default::default() })
+    })
+    .unwrap();
     let ev = expect_event(&vm, |e| !matches!(e, VmEvent::Watchpoint(_)), "an exit");
     assert_eq!(ev, VmEvent::TripleFault { vcpu: 0 });
     let deadline = Instant::now() + WAIT;
@@ -338,7 +354,9 @@ fn vcpu_ids_become_the_in_kernel_lapic_ids() {
     vm.memory().write(CODE, &code).unwrap();
     write_long_mode_tables(vm.memory()).unwrap();
     vm.set_vcpu_ids(vec![0, 5]).unwrap();
+    let cpuid = host_cpuid(&vm);
     vm.start(|i, fd| {
+        fd.set_cpuid2(&cpuid).map_err(|e| schedbox_kvm::KvmError::Invalid(format!("KVM_SET_CPUID2: {e}")))?;
         // The AP runs at once instead of waiting for INIT/SIPI.
         let runnable = kvm_bindings::kvm_mp_state { mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE };
         fd.set_mp_state(runnable).map_err(|e| schedbox_kvm::KvmError::Invalid(format!("KVM_SET_MP_STATE: {e}")))?;

@@ -47,7 +47,8 @@ const LIBRARY_DIRS: [&str; 6] =
 /// The loader and libraries of `binary` without `ldd`: its interpreter, then
 /// every `DT_NEEDED` library found in [`LIBRARY_DIRS`], transitively.
 fn elf_libraries(binary: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", binary.display()));
+    let bad =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", binary.display()));
     let elf = std::fs::read(binary)?;
     // Like ldd's "not a dynamic executable": nothing to bring along.
     let Some((interp, mut pending)) = elf_dynamic(&elf) else { return Ok(Vec::new()) };

@@ -5,10 +5,10 @@
 //! kills the VM and removes its scratch files, so no VM outlives its owner.
 
 mod agent_link;
+mod capture_gate;
 mod console;
 mod guest_ram;
 pub mod kvm;
-mod capture_gate;
 mod prepare;
 pub mod qemu;
 mod topology;

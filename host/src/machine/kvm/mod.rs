@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use schedbox_kvm::linux::{GuestExit, LinuxSpec, LinuxVm, Watch};
 use schedbox_kvm::x86::cpuid::{CpuShape, CpuidOptions};
-use schedbox_kvm::{KvmKind, SerialOutput, SerialPort};
+use schedbox_kvm::{KvmKind, SerialOutput, SerialPort, VcpuState};
 use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
@@ -261,12 +261,23 @@ impl Machine for KvmMachine {
     }
 
     fn paging_registers(&mut self) -> Result<Vec<PagingRegisters>, MachineError> {
-        (0..self.guest.vm.states().len())
-            .map(|i| {
-                let (r, s) = self.guest.vm.registers(i).map_err(|e| MachineError::Unsupported(e.to_string()))?;
-                Ok(PagingRegisters { cpu: i as u32, rip: r.rip, cr3: s.cr3, cr4: s.cr4 })
-            })
-            .collect()
+        let read = |guest: &LinuxVm| {
+            (0..guest.vm.states().len())
+                .map(|i| {
+                    let (r, s) = guest.vm.registers(i).map_err(|e| MachineError::Unsupported(e.to_string()))?;
+                    Ok(PagingRegisters { cpu: i as u32, rip: r.rip, cr3: s.cr3, cr4: s.cr4 })
+                })
+                .collect()
+        };
+        if self.guest.vm.states().iter().all(|s| *s != VcpuState::Running) {
+            return read(&self.guest);
+        }
+        // Registers are read on parked vCPUs: park them for the read (a hot
+        // kernel read walking page tables costs one short rendezvous here).
+        self.pause()?;
+        let regs = read(&self.guest);
+        self.resume()?;
+        regs
     }
 
     fn arm_watchpoint(&mut self, addr: u64, len: u64, handler: WatchHandler) -> Result<(), MachineError> {

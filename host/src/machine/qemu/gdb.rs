@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::machine::capture_gate::CaptureGate;
 use super::registers::parse_info_registers;
+use crate::machine::capture_gate::CaptureGate;
 use crate::machine::capture_gate::CAPTURE_WAIT;
 use crate::machine::{GuestRam, MachineError, WatchHandler, WatchHit};
 

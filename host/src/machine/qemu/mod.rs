@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use schedbox_ops::results::VcpuRegisters;
 use schedbox_wire::{GuestFacts, RequestBody, ResponseBody};
 
-pub use args::{kernel_cmdline, qemu_args, VmPaths};
 use super::capture_gate::{CaptureGate, FREEZE_WAIT};
+pub use args::{kernel_cmdline, qemu_args, VmPaths};
 use gdb::Gdb;
 use qmp::Qmp;
 
@@ -28,8 +28,6 @@ use super::{
     AgentLink, BackendKind, BootSpec, BootTimes, Console, GuestRam, Machine, MachineError, PagingRegisters,
     WatchHandler,
 };
-
-/// How long a freeze waits for a watchpoint capture in flight.
 
 /// The QEMU binary (`SCHEDBOX_QEMU` overrides).
 pub fn qemu_program() -> String {
