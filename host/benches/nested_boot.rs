@@ -37,8 +37,12 @@ fn vm_info(nested: bool) -> [u64; 4] {
     let wall = start.elapsed().as_millis() as u64;
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "vm info (nested: {nested}) failed:\n{text}");
-    let line = text.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in:\n{text}"));
-    let info: Value = serde_json::from_str(line).expect("vm info --json");
+    // The pretty-printed object: from a line `{` to the next line `}`.
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| *l == "{").unwrap_or_else(|| panic!("no JSON in:\n{text}"));
+    let end = start + lines[start..].iter().position(|l| *l == "}").expect("the JSON object ends");
+    let line = lines[start..=end].join("\n");
+    let info: Value = serde_json::from_str(&line).expect("vm info --json");
     let b = &info["boot"];
     let ms = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("boot.{k} in {line}"));
     [ms("setup_ms"), ms("agent_ready_ms"), ms("kernel_ms"), wall]
