@@ -16,7 +16,7 @@ const MOUNTS: &[(&str, &str, &str, bool)] = &[
     ("tmpfs", "/tmp", "tmpfs", false),
 ];
 
-fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
+pub fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(target)?;
     let c = |s: &str| CString::new(s).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput));
     let (src, tgt, fs) = (c(source)?, c(target)?, c(fstype)?);

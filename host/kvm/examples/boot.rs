@@ -5,11 +5,8 @@
 //! ```
 //!
 //! Prints `setup_ms` (process start → vCPUs started) and, with `--until`,
-//! `until_ms` (process start → TEXT on the console). As PID 1 (an outer
-//! guest's init, for nested runs) it first mounts /proc, /sys and /dev,
-//! loads the modules listed in `/modules/order` (names of files under
-//! /modules, compressed ones too) and reads its arguments from `/boot-args`
-//! (one per line); at the end it powers the outer guest off.
+//! `until_ms` (process start → TEXT on the console). Where /dev/kvm cannot
+//! boot a kernel, run it nested: `schedbox nested --exec <this example> -- KERNEL …`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -19,30 +16,11 @@ use schedbox_kvm::x86::cpuid::{CpuShape, CpuidOptions};
 
 fn main() {
     let start = Instant::now();
-    let pid1 = std::process::id() == 1;
-    let args: Vec<String> = if pid1 {
-        if let Err(e) = outer_init() {
-            eprintln!("outer init: {e}");
-        }
-        std::fs::read_to_string("/boot-args").unwrap_or_default().lines().map(str::to_owned).collect()
-    } else {
-        std::env::args().skip(1).collect()
-    };
-    let code = match run(start, &args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("boot: {e}");
-            1
-        }
-    };
-    if pid1 {
-        // SAFETY: plain syscalls with constant arguments; PID 1 ends the outer guest here.
-        unsafe {
-            libc::sync();
-            libc::reboot(libc::RB_POWER_OFF);
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(start, &args) {
+        eprintln!("boot: {e}");
+        std::process::exit(1);
     }
-    std::process::exit(code);
 }
 
 fn run(start: Instant, args: &[String]) -> Result<(), String> {
@@ -136,33 +114,4 @@ fn parse_topology(s: &str) -> Result<CpuShape, String> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Mounts the pseudo file systems and loads /modules/order.
-fn outer_init() -> Result<(), String> {
-    for (src, dst, fs) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
-        let _ = std::fs::create_dir_all(dst);
-        let c = |s: &str| std::ffi::CString::new(s).unwrap();
-        let (src, dst, fs) = (c(src), c(dst), c(fs));
-        // SAFETY: NUL-terminated strings that live across the call; no data argument.
-        unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-    }
-    let order = std::fs::read_to_string("/modules/order").map_err(|e| format!("/modules/order: {e}"))?;
-    for name in order.lines().filter(|l| !l.is_empty()) {
-        let t = Instant::now();
-        let f = std::fs::File::open(format!("/modules/{name}")).map_err(|e| format!("{name}: {e}"))?;
-        let flags = if name.ends_with(".xz") || name.ends_with(".zst") { 4 } else { 0 };
-        let params = c"";
-        use std::os::fd::AsRawFd;
-        // SAFETY: finit_module on an open fd with an empty parameter string.
-        let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), flags) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(format!("loading {name}: {e}"));
-            }
-        }
-        println!("loaded {name} in {} ms", t.elapsed().as_millis());
-    }
-    Ok(())
 }

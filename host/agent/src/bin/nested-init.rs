@@ -8,8 +8,10 @@
 #[path = "../modules.rs"]
 #[allow(dead_code)]
 mod modules;
+#[path = "../setup.rs"]
+#[allow(dead_code)]
+mod setup;
 
-use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -49,7 +51,7 @@ struct Ran {
 
 fn run() -> Result<Ran, String> {
     for (src, dst, fs) in MOUNTS {
-        mount(src, dst, fs).map_err(|e| format!("mounting {fs} on {dst}: {e}"))?;
+        setup::mount(src, dst, fs).map_err(|e| format!("mounting {fs} on {dst}: {e}"))?;
     }
     let text = std::fs::read_to_string(PLAN_PATH).map_err(|e| format!("{PLAN_PATH}: {e}"))?;
     let plan: NestedPlan = serde_json::from_str(&text).map_err(|e| format!("{PLAN_PATH}: {e}"))?;
@@ -105,16 +107,4 @@ fn find_port() -> Option<String> {
         let name = std::fs::read_to_string(e.path().join("name")).ok()?;
         (name.trim() == PORT_NAME).then(|| format!("/dev/{}", e.file_name().to_string_lossy()))
     })
-}
-
-fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(target)?;
-    let c = |s: &str| CString::new(s).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    let (src, tgt, fs) = (c(source)?, c(target)?, c(fstype)?);
-    // SAFETY: valid NUL-terminated strings that outlive the call; mount(2) allows a null data pointer.
-    if unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
