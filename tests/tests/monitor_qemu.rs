@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use schedbox::executor::{execute, PayloadDefaults};
+use schedbox::executor::{execute, execute_observed, NoProgress, PayloadDefaults};
 use schedbox::machine::{self, parse_topology, BootRequest, Machine};
 use schedbox::monitor::KernelBtf;
 use schedbox::op_model::*;
@@ -495,11 +495,13 @@ fn guest_initiated_host_ops_land_in_the_results_and_answer_the_client() {
     m.power_off().unwrap();
 }
 
-/// A payload that asks for a host-side op while the host waits on it (`wait-payload`)
-/// cannot be served until it exits: the agent refuses the request at once instead of
-/// letting the two wait on each other.
+/// Guest requests the host cannot serve are answered at once, on one guest:
+/// - a payload that asks while the host waits on it (`wait-payload`) cannot be served
+///   until it exits, so the agent refuses instead of letting the two wait on each other;
+/// - a read asked for under a policy with `reads = false` (an untrusted component)
+///   is refused by the executor with the policy's reason, and nothing is read.
 #[test]
-fn a_guest_request_during_wait_payload_is_refused_not_deadlocked() {
+fn guest_requests_refused_by_wait_payload_or_the_policy_answer_at_once() {
     let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let req = BootRequest {
         kernel: None,
@@ -525,5 +527,32 @@ fn a_guest_request_during_wait_payload_is_refused_not_deadlocked() {
     assert!(p.stderr_tail.contains("the host is waiting on wait-payload"), "{p:?}");
     assert!(exec.results.snapshots.is_empty() && exec.rendezvous == 0, "{exec:?}");
     assert!(took < std::time::Duration::from_secs(20), "refused at once, not after a timeout: {took:?}");
+
+    // The same guest, a component the policy does not let read the kernel.
+    let mut policy = schedbox::policy::Policy::from_toml("[kernel]\nreads = false\n").unwrap();
+    policy.source = Some("closed.toml".into());
+    let grants = policy.guest_grants(schedbox::policy::Subject { label: "closed.wasm", digest: &[9; 32] }, "monitor");
+    let script = "/init host-op read-kernel-cold guest-j jiffies_64 u64; echo read-exit=$?; \
+                  /init host-op capture-snapshot guest-snap; echo snap-exit=$?";
+    let mut s = stream(vec![
+        Step::new(vec![], HoldSpec::fixed_ms(3000)),
+        Step::new(vec![Op::wait_payload("sh", None)], HoldSpec::fixed_ms(0)),
+    ]);
+    s.backdrop.ops = vec![Op::run_payload("sh", vec!["-c".into(), script.into()], None)];
+    let exec = execute_observed(m.as_mut(), &s, &PayloadDefaults::new(), &grants, &mut NoProgress);
+    assert_eq!(exec.error, None, "{exec:?}");
+    assert!(exec.results.steps.iter().all(|st| st.status == StepStatus::Passed), "{:?}", exec.results.steps);
+    let p = exec.results.payloads.iter().find(|p| p.name == "sh").expect("the payload was reaped");
+    assert!(p.stdout_tail.contains("read-exit=1") && p.stdout_tail.contains("snap-exit=1"), "{p:?}");
+    for op in ["read-kernel-cold", "capture-snapshot"] {
+        let line = format!("{op} is refused from the guest: closed.toml sets `reads = false` in [kernel]");
+        assert!(p.stderr_tail.contains(&line), "{line}\n{p:?}");
+    }
+    assert!(p.stderr_tail.contains("closed.wasm is not trusted"), "{p:?}");
+    assert!(exec.results.kernel_reads.is_empty() && exec.results.snapshots.is_empty(), "{exec:?}");
+    assert_eq!(exec.rendezvous, 0, "{exec:?}");
+    let notes = exec.notes.join("\n");
+    assert!(notes.contains("guest-initiated read-kernel-cold (request"), "{notes}");
+    assert!(notes.contains("refused: read-kernel-cold is refused from the guest"), "{notes}");
     m.power_off().unwrap();
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::Args;
-use schedbox::executor::{execute, Execution};
+use schedbox::executor::{execute_observed, Execution, GuestGrants, NoProgress};
 use schedbox::machine::{self, BootRequest};
 use schedbox::op_model::{OpStream, Topology};
 use schedbox::policy::{Policy, Subject};
@@ -46,6 +46,8 @@ struct Planned {
     source: PathBuf,
     stream: OpStream,
     component: Option<Arc<LoadedScenario>>,
+    /// What its guest processes may ask of the host.
+    grants: GuestGrants,
 }
 
 #[derive(Serialize)]
@@ -86,13 +88,17 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
         validate_stream(&stream).map_err(|e| Failure { error: e.into(), code: 1 })?;
         let label = path.display().to_string();
-        policy.admit(Subject { label: &label, digest: &digest(text.as_bytes()) }, &stream)?;
-        return Ok(Planned { source: path.to_owned(), stream, component: None });
+        let subject = Subject { label: &label, digest: &digest(text.as_bytes()) };
+        policy.admit(subject, &stream)?;
+        let grants = policy.guest_grants(subject, &stream.scenario.name);
+        return Ok(Planned { source: path.to_owned(), stream, component: None, grants });
     }
     let loaded = sandbox.load_file(path)?;
     let plan = sandbox.plan(&loaded)?;
-    policy.admit(Subject { label: &loaded.label, digest: &loaded.digest }, &plan.stream)?;
-    Ok(Planned { source: path.to_owned(), stream: plan.stream, component: Some(loaded) })
+    let subject = Subject { label: &loaded.label, digest: &loaded.digest };
+    policy.admit(subject, &plan.stream)?;
+    let grants = policy.guest_grants(subject, &plan.stream.scenario.name);
+    Ok(Planned { source: path.to_owned(), stream: plan.stream, component: Some(loaded), grants })
 }
 
 pub fn run(a: RunArgs) -> Result<u8, Failure> {
@@ -135,7 +141,7 @@ pub fn run(a: RunArgs) -> Result<u8, Failure> {
         for &i in members {
             let p = &planned[i];
             eprintln!("running {} on a {} guest", p.stream.scenario.name, topology);
-            let exec = execute(m.as_mut(), &p.stream, &staging.defaults);
+            let exec = execute_observed(m.as_mut(), &p.stream, &staging.defaults, &p.grants, &mut NoProgress);
             reports[i] = Some(judge(&sandbox, p, exec));
         }
         if let Err(e) = m.power_off() {

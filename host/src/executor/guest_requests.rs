@@ -7,7 +7,9 @@
 //!
 //! Kernel writes are refused: the run's policy (`[kernel] writes`) is checked against
 //! the scenario's own op stream at plan time, and a payload the scenario starts must
-//! not get around it.
+//! not get around it. Kernel reads, snapshots and watches follow the run's
+//! [`GuestGrants`](super::GuestGrants): refused where the policy's `reads = false`
+//! applies to the component.
 
 use schedbox_wire::{is_host_side, HostOpOutput, RequestBody};
 
@@ -63,6 +65,9 @@ impl Run<'_> {
                 "{kind} is refused from the guest: kernel writes are governed by the run's policy, which only \
                  the scenario's own op stream is checked against; put the write in the scenario"
             ));
+        }
+        if let Some(why) = &self.grants.reads_refused {
+            return Err(format!("{kind} is refused from the guest: {why}"));
         }
         // The argument checks a scenario's op passes before it is placed in a stream.
         check_op_args(&req.op, None).map_err(|p| format!("{}; {}", p.message, p.fix))?;

@@ -26,6 +26,7 @@ pub struct HostOpsOutcome {
 /// refused per op.
 pub fn run_host_ops(m: &mut dyn Machine, ops: &[Op]) -> HostOpsOutcome {
     static NO_PAYLOADS: PayloadDefaults = PayloadDefaults::new();
+    static NO_REQUESTS: super::GuestGrants = super::GuestGrants { reads_refused: None };
     let monitor = Monitor::new(m.vmlinux().to_owned());
     let mut run = Run {
         m,
@@ -36,6 +37,8 @@ pub fn run_host_ops(m: &mut dyn Machine, ops: &[Op]) -> HostOpsOutcome {
         notes: Vec::new(),
         watches: 0,
         watch_log: Default::default(),
+        // No scenario runs, so no guest request is served here.
+        grants: &NO_REQUESTS,
     };
     let mut outcomes: Vec<Result<(), String>> = ops
         .iter()

@@ -34,6 +34,17 @@ pub use host_ops::{run_host_ops, HostOpsOutcome};
 /// Payload binaries staged for a run: name → default arguments.
 pub type PayloadDefaults = BTreeMap<String, Vec<String>>;
 
+/// What a guest process may ask of the host during a run (guest-initiated host-side
+/// ops): the run's policy applied to its component ([`crate::policy::Policy::guest_grants`]).
+/// The default grants kernel reads, as the default policy does; kernel writes are never
+/// granted to the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuestGrants {
+    /// `Some(why)`: kernel reads, snapshots and watches asked for by the guest are
+    /// refused with `why` (the policy's `reads = false`, for an untrusted component).
+    pub reads_refused: Option<String>,
+}
+
 /// What a run produced, beyond the results handed to `check`.
 #[derive(Debug, Default)]
 pub struct Execution {
@@ -102,6 +113,7 @@ struct Run<'a> {
     /// Watchpoints armed by this scenario (`host_ops`), and their snapshots.
     watches: usize,
     watch_log: crate::monitor::WatchLog,
+    grants: &'a GuestGrants,
 }
 
 impl Run<'_> {
@@ -163,16 +175,19 @@ impl Run<'_> {
     }
 }
 
-/// Runs `stream` on `m`. Never panics; every failure lands in the result.
+/// Runs `stream` on `m` with the default [`GuestGrants`]. Never panics; every failure
+/// lands in the result.
 pub fn execute(m: &mut dyn Machine, stream: &OpStream, payloads: &PayloadDefaults) -> Execution {
-    execute_observed(m, stream, payloads, &mut NoProgress)
+    execute_observed(m, stream, payloads, &GuestGrants::default(), &mut NoProgress)
 }
 
-/// [`execute`], reporting to `progress` as it goes and stopping when it cancels.
+/// [`execute`] with the run's `grants` for guest-initiated requests, reporting to
+/// `progress` as it goes and stopping when it cancels.
 pub fn execute_observed(
     m: &mut dyn Machine,
     stream: &OpStream,
     payloads: &PayloadDefaults,
+    grants: &GuestGrants,
     progress: &mut dyn Progress,
 ) -> Execution {
     let start = Instant::now();
@@ -186,6 +201,7 @@ pub fn execute_observed(
         notes: Vec::new(),
         watches: 0,
         watch_log: Default::default(),
+        grants,
     };
     let mut exec = Execution::default();
     let n = stream.steps.len();

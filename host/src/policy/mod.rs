@@ -275,6 +275,23 @@ impl Policy {
         }
     }
 
+    /// What guest processes of `subject`'s run may ask of the host: kernel reads are
+    /// refused when this policy sets `reads = false` and `subject` is not trusted.
+    pub fn guest_grants(&self, subject: Subject<'_>, name: &str) -> crate::executor::GuestGrants {
+        let refused = !self.kernel_reads && self.trusted_by(subject, name).is_none();
+        crate::executor::GuestGrants {
+            reads_refused: refused.then(|| {
+                format!(
+                    "{} sets `reads = false` in [kernel] and {} is not trusted; set `reads = true` there, \
+                     or trust the component (its sha256 \"{}\" in `sha256` of [trusted], or --trusted)",
+                    self.describe_source(),
+                    subject.label,
+                    hex::encode(subject.digest)
+                )
+            }),
+        }
+    }
+
     /// Judges a planned stream: `Ok` with what it asks for, or every violation.
     pub fn admit(&self, subject: Subject<'_>, stream: &crate::op_model::OpStream) -> Result<Requests, Box<Refused>> {
         let requests = Requests::of(stream);

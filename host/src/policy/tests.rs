@@ -112,6 +112,18 @@ fn payload_scheduler_and_read_rules() {
 }
 
 #[test]
+fn guest_requests_get_the_components_read_grant() {
+    let closed = Policy::from_toml("[kernel]\nreads = false\n").unwrap();
+    let why = closed.guest_grants(subject(), "s").reads_refused.expect("reads = false refuses an untrusted component");
+    assert!(why.contains("reads = false") && why.contains("s.wasm") && why.contains(&hex::encode(DIGEST)), "{why}");
+    let trusted =
+        Policy::from_toml(&format!("[kernel]\nreads = false\n[trusted]\nsha256 = [\"{}\"]\n", hex::encode(DIGEST)))
+            .unwrap();
+    assert_eq!(trusted.guest_grants(subject(), "s").reads_refused, None);
+    assert_eq!(Policy::default().guest_grants(subject(), "s").reads_refused, None);
+}
+
+#[test]
 fn the_file_format_sets_bounds_and_refuses_unknown_keys() {
     let p = Policy::from_toml(
         "[limits]\nfuel = 5\nwasm-memory-mib = 3\nstack-kib = 64\nmax-ops = 9\nmax-arg-kib = 1\nmax-steps = 2\n[wasi]\nlink = false\n",

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Args;
-use schedbox::executor::{execute_observed, Execution};
+use schedbox::executor::{execute_observed, Execution, GuestGrants};
 use schedbox::op_model::OpStream;
 use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
@@ -213,7 +213,8 @@ impl Watch<'_> {
         };
         let version = p.version.clone();
         self.versions.insert(path.to_owned(), p.version);
-        let (sha_hex, loaded, stream, load_ms, plan_ms) = (p.sha_hex, p.loaded, p.stream, p.load_ms, p.plan_ms);
+        let (sha_hex, loaded, stream, grants, load_ms, plan_ms) =
+            (p.sha_hex, p.loaded, p.stream, p.grants, p.load_ms, p.plan_ms);
         let cache = if !self.seen.insert(p.sha) {
             "memory"
         } else if loaded.from_cache {
@@ -248,7 +249,7 @@ impl Watch<'_> {
                 trigger,
                 stream.steps.len(),
             );
-            execute_observed(guest.machine(), &stream, &self.staging.defaults, &mut live)
+            execute_observed(guest.machine(), &stream, &self.staging.defaults, &grants, &mut live)
         };
         let (verdict, messages) = judge(&self.sandbox, &loaded, &name, &exec);
         self.report(path, &name, verdict, &messages, &exec);
@@ -356,6 +357,8 @@ struct Prepared {
     sha_hex: String,
     loaded: Arc<LoadedScenario>,
     stream: OpStream,
+    /// What its guest processes may ask of the host.
+    grants: GuestGrants,
     load_ms: f64,
     plan_ms: f64,
 }
@@ -389,12 +392,14 @@ fn prepare(sandbox: &Sandbox, policy: &Policy, staging: &Staging, path: &Path) -
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let stream = sandbox.plan(&loaded).map_err(|e| refuse("plan", e.to_string()))?.stream;
-    policy.admit(Subject { label: &shown, digest: &sha }, &stream).map_err(|e| refuse("policy", e.to_string()))?;
+    let subject = Subject { label: &shown, digest: &sha };
+    policy.admit(subject, &stream).map_err(|e| refuse("policy", e.to_string()))?;
+    let grants = policy.guest_grants(subject, &stream.scenario.name);
     if let Some(why) = staging.missing(&stream, "restart watch with") {
         return Err(refuse("staging", why));
     }
     let plan_ms = t1.elapsed().as_secs_f64() * 1e3;
-    Ok(Prepared { version, sha, sha_hex, loaded, stream, load_ms, plan_ms })
+    Ok(Prepared { version, sha, sha_hex, loaded, stream, grants, load_ms, plan_ms })
 }
 
 /// The verdict of a run: its `check`'s, or why there is none.
