@@ -5,6 +5,8 @@
 //! (`tests/fixtures/guests/`) to `target/scenarios/fixtures/<name>.wasm`, the
 //! example scenarios to `target/scenarios/<lang>/<name>.wasm`.
 
+pub mod suites;
+
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 

@@ -12,8 +12,8 @@
 //!   `SCHEDBOX_TEST_BACKEND=kvm`, every listed test passing, none skipped; the
 //!   few host-side tests that cannot pass nested are named with the reason.
 //!
-//! On a host with hardware KVM, the same suites run directly with
-//! `SCHEDBOX_TEST_BACKEND=kvm cargo test -p schedbox-tests --test run_qemu` (etc.).
+//! On a host with hardware KVM, the same suites run directly on the kvm backend
+//! (`kvm_direct.rs`, part of the test command).
 //!
 //! Ignored by default: nested under TCG each test takes minutes, and the inner
 //! guest now and then stalls or panics (an RCU stall, a fault on an exception
@@ -23,10 +23,11 @@
 //! after `cargo test --workspace --no-run` (the suites' binaries must be built).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 
+use schedbox_tests::suites::{assert_suite_passed, suite_binary, suite_tests};
 use schedbox_tests::{repo_root, schedbox_bin};
 use serde_json::Value;
 
@@ -138,41 +139,11 @@ fn the_kvm_guest_shows_the_requested_cpu_shape() {
     assert_eq!(info["numa_nodes"], serde_json::json!([[0, 1, 2, 3], [4, 5, 6, 7]]), "SRAT in sysfs");
 }
 
-/// The newest build of the integration test binary `name` beside this one.
-fn suite_binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let is_it = |p: &Path| {
-        let f = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-        f.strip_prefix(name).and_then(|r| r.strip_prefix('-')).is_some_and(|h| h.len() == 16 && !h.contains('.'))
-    };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| is_it(p))
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| panic!("no {name} test binary in {}: build the tests", deps.display()))
-}
-
 /// Runs every test of the suite `name` on the kvm backend inside the outer guest,
 /// but those of `excluded` (name, why it cannot pass there); each of the others must pass.
 fn suite_on_kvm(name: &str, excluded: &[(&str, &str)]) {
     let bin = suite_binary(name);
-    let list = Command::new(&bin).args(["--list", "--format", "terse"]).output().unwrap();
-    let tests: Vec<String> = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
-        .filter(|t| !excluded.iter().any(|(x, _)| x == t))
-        .collect();
-    for (x, why) in excluded {
-        eprintln!("{name}: {x} is not run on nested kvm: {why}");
-    }
-    assert!(!tests.is_empty(), "{} lists no tests", bin.display());
+    let tests = suite_tests(name, &bin, excluded);
     let scenarios = repo_root().join("target/scenarios");
     let stage: Vec<String> = ["rust", "c", "go"].iter().map(|l| scenarios.join(l).display().to_string()).collect();
     let payload = repo_root().join("target/x86_64-unknown-linux-musl/release/payload-exit");
@@ -190,13 +161,7 @@ fn suite_on_kvm(name: &str, excluded: &[(&str, &str)]) {
     args.extend(["--", "--test-threads=1", "--exact"]);
     args.extend(tests.iter().map(String::as_str));
     let (status, log) = nested(name, &args);
-    assert!(status.success(), "{name} on kvm failed ({status}):\n{log}");
-    assert!(!log.lines().any(|l| l.starts_with("SKIP")), "{name}: a test skipped on kvm:\n{log}");
-    for t in &tests {
-        assert!(log.contains(&format!("test {t} ... ok")), "{name}: {t} did not pass on kvm:\n{log}");
-    }
-    let summary = format!("test result: ok. {} passed; 0 failed", tests.len());
-    assert!(log.contains(&summary), "{name}: expected {summary:?}:\n{log}");
+    assert_suite_passed(name, &tests, status, &log);
 }
 
 #[test]

@@ -220,6 +220,15 @@ pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, Mac
     }
 }
 
+/// `Ok` where /dev/kvm is hardware KVM (nested included), so the kvm backend boots
+/// a stock kernel; otherwise why not (software PVM, no usable /dev/kvm).
+pub fn hardware_kvm() -> Result<(), String> {
+    match kvm::default_backend(&schedbox_kvm::detect()) {
+        (BackendKind::Kvm, _) => Ok(()),
+        (_, why) => Err(why.unwrap_or_else(|| "no hardware KVM".into())),
+    }
+}
+
 /// Boots a guest on `backend`.
 pub fn boot(backend: BackendKind, spec: &BootSpec) -> Result<Box<dyn Machine>, MachineError> {
     match backend {
