@@ -173,24 +173,13 @@ fn guest_side_op_suite_passes_on_the_kvm_backend() {
 #[test]
 #[ignore = "nested kvm under TCG: minutes per test, and the inner guest now and then stalls or panics; run with --ignored"]
 fn host_side_op_suite_passes_on_the_kvm_backend() {
-    // The agent's channel on kvm is a 16550 (one VM exit per byte): reading the whole
-    // /proc/kallsyms (about 10 MB) takes longer than the 30 s request bound, nested.
-    let slow_channel = "it reads all of /proc/kallsyms through the agent, which the kvm backend's serial \
-                        channel cannot carry within the request timeout";
     suite_on_kvm(
         "monitor_qemu",
-        &[
-            ("a_fourth_watch_and_a_misaligned_one_are_refused", slow_channel),
-            (
-                "a_watchpoint_on_jiffies_64_fires_while_freezes_come_and_go",
-                "QEMU's TCG does not deliver an armed DR7 data breakpoint of the inner guest as a #DB exit, \
-                 so no hit reaches the VMM (it does on hardware)",
-            ),
-            (
-                "guest_initiated_host_ops_land_in_the_results_and_answer_the_client",
-                "the snapshot reply does not reach the guest client within the request timeout over the serial channel",
-            ),
-        ],
+        &[(
+            "a_watchpoint_on_jiffies_64_fires_while_freezes_come_and_go",
+            "QEMU's TCG does not deliver an armed DR7 data breakpoint of the inner guest as a #DB exit, \
+             so no hit reaches the VMM (it does on hardware)",
+        )],
     );
 }
 

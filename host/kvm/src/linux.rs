@@ -1,8 +1,17 @@
 //! Booting a Linux kernel: a [`Vm`] with the in-kernel irqchip and PIT,
-//! ACPI tables for the requested CPU shape, COM1 as console and COM2 as the
-//! agent's data channel, the vmlinux entered in 64-bit mode with the zero
-//! page in RSI, and a watch loop that turns power-off, triple faults, panics
-//! and a silent boot into outcomes.
+//! ACPI tables for the requested CPU shape, COM1 as console, a virtio
+//! console as the agent's data channel (COM2 stays, for guests without
+//! virtio: the host picks which one the agent is told to use), the vmlinux
+//! entered in 64-bit mode with the zero page in RSI, and a watch loop that
+//! turns power-off, triple faults, panics and a silent boot into outcomes.
+//!
+//! The data channel is a virtio console on virtio-mmio at
+//! [`VIRTIO_CONSOLE`] (MMIO base, GSI 5, edge), declared in the DSDT as a
+//! `LNRO0005` device, so the guest needs CONFIG_VIRTIO_MMIO (a module is
+//! fine: it binds once loaded) and CONFIG_VIRTIO_CONSOLE. Its one port is
+//! the guest's `/dev/hvc0` (the first hvc tty; the kernel console stays on
+//! ttyS0), which the agent opens in raw mode. Unlike COM2, where every byte
+//! is a port I/O exit, a whole buffer crosses per exit.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,6 +23,7 @@ use crate::error::{KvmError, Result};
 use crate::memory::GuestMemory;
 use crate::serial::{COM1, COM2};
 use crate::vcpu::VmEvent;
+use crate::virtio::{MMIO_SIZE, VIRTIO_CONSOLE};
 use crate::vm::{SerialPort, Vm, VmConfig};
 use crate::x86::acpi::{self, AcpiConfig, AcpiCpu, AcpiMemory, SLEEP_CONTROL_PORT};
 use crate::x86::boot::{self, ZeroPage, ACPI_ADDR, BOOT_PARAMS_ADDR, BOOT_STACK};
@@ -74,8 +84,10 @@ pub struct LinuxVm {
     pub vm: Vm,
     /// COM1 (ttyS0, IRQ 4): the kernel console.
     pub console: SerialPort,
-    /// COM2 (ttyS1, IRQ 3): the agent's data channel.
+    /// The virtio console (hvc0, GSI 5): the agent's data channel.
     pub channel: SerialPort,
+    /// COM2 (ttyS1, IRQ 3): declared and wired; the channel of guests without a virtio driver.
+    pub com2: SerialPort,
     /// When [`LinuxVm::boot`] was called.
     pub started: Instant,
     /// When the vCPUs were started.
@@ -132,6 +144,7 @@ impl LinuxVm {
             cpus: (0..cpus).map(|c| AcpiCpu { apic_id: shape.apic_id(c), node: shape.node_of(c) }).collect(),
             memory: numa_memory(&mem, shape.nodes),
             serial_ports: vec![(COM1.0, COM1.1 as u8), (COM2.0, COM2.1 as u8)],
+            virtio_mmio: vec![(VIRTIO_CONSOLE.0 as u32, MMIO_SIZE as u32, VIRTIO_CONSOLE.1 as u8)],
         };
         let (rsdp, _) = acpi::write_tables(&mem, ACPI_ADDR, &acpi)?;
         let zp = ZeroPage {
@@ -144,7 +157,8 @@ impl LinuxVm {
         boot::write_zero_page(&mem, &zp)?;
         write_long_mode_tables(&mem)?;
         let console = vm.add_serial(COM1.0, COM1.1)?;
-        let channel = vm.add_serial(COM2.0, COM2.1)?;
+        let com2 = vm.add_serial(COM2.0, COM2.1)?;
+        let channel = vm.add_virtio_console(VIRTIO_CONSOLE.0, VIRTIO_CONSOLE.1)?;
         vm.add_pio(SLEEP_CONTROL_PORT, 2, Arc::new(Mutex::new(SleepControl)))?;
         let options = spec.cpuid;
         vm.start(|i, fd| {
@@ -166,7 +180,7 @@ impl LinuxVm {
             Ok(())
         })?;
         tracing::debug!(setup_ms = started.elapsed().as_millis() as u64, entry, "kernel entered");
-        Ok(Self { vm, console, channel, started, vcpus_started: Instant::now(), ended: Mutex::new(None) })
+        Ok(Self { vm, console, channel, com2, started, vcpus_started: Instant::now(), ended: Mutex::new(None) })
     }
 
     /// Waits until `reached(console output so far)` holds, the guest ends, or `timeout` passes.
@@ -226,6 +240,20 @@ impl LinuxVm {
 mod tests {
     use super::*;
     use crate::memory::{FOUR_GIB, PCI_HOLE_START};
+    use crate::x86::acpi::{IOAPIC_ADDR, LAPIC_ADDR};
+
+    #[test]
+    fn the_virtio_console_sits_alone_in_the_mmio_hole_on_a_free_legacy_irq() {
+        let (base, irq) = VIRTIO_CONSOLE;
+        let end = base + MMIO_SIZE;
+        assert!(base >= PCI_HOLE_START && end <= u64::from(IOAPIC_ADDR), "{base:#x}..{end:#x}");
+        // Above it: IOAPIC, LAPIC and the KVM TSS / identity map (0xfffbc000..0xfffc0000).
+        for other in [u64::from(IOAPIC_ADDR), u64::from(LAPIC_ADDR), 0xfffb_c000] {
+            assert!(end <= other, "clashes with {other:#x}");
+        }
+        assert!(u32::try_from(base).is_ok() && irq < 16);
+        assert!(irq != COM1.1 && irq != COM2.1 && irq != 0 && irq != 2, "IRQ {irq} is taken");
+    }
 
     #[test]
     fn numa_memory_splits_ram_evenly_across_the_hole() {

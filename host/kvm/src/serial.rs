@@ -13,7 +13,8 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::bus::{BusDevice, DeviceAction};
 use crate::error::{KvmError, Result};
 
-/// I/O port base and IRQ of COM1 (console) and COM2 (data channel).
+/// I/O port base and IRQ of COM1 (console) and COM2 (once the data
+/// channel, now the virtio console's job; still present).
 pub const COM1: (u16, u32) = (0x3f8, 4);
 /// See [`COM1`].
 pub const COM2: (u16, u32) = (0x2f8, 3);
@@ -96,6 +97,20 @@ impl SerialOutput {
         true
     }
 
+    /// Appends guest output (dropping the oldest bytes past 1 MiB) and wakes waiters.
+    pub(crate) fn push(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut b = self.lock();
+        b.bytes.extend(data);
+        b.total += data.len() as u64;
+        let excess = b.bytes.len().saturating_sub(KEEP);
+        b.bytes.drain(..excess);
+        drop(b);
+        self.grew.notify_all();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, OutputBuf> {
         self.buf.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -106,13 +121,7 @@ struct Sink(Arc<SerialOutput>);
 
 impl io::Write for Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut b = self.0.lock();
-        b.bytes.extend(data);
-        b.total += data.len() as u64;
-        let excess = b.bytes.len().saturating_sub(KEEP);
-        b.bytes.drain(..excess);
-        drop(b);
-        self.0.grew.notify_all();
+        self.0.push(data);
         Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -15,6 +15,7 @@ use crate::error::{KvmError, Result};
 use crate::memory::GuestMemory;
 use crate::serial::{SerialDevice, SerialOutput};
 use crate::vcpu::{install_kick_handler, kick_signal, Control, Request, VcpuState, VcpuThread, VmEvent};
+use crate::virtio::{MmioTransport, VirtioConsole, MMIO_SIZE};
 use crate::watch::{guest_debug, Watchpoint};
 
 /// How long the freeze rendezvous waits for every vCPU to park.
@@ -37,18 +38,31 @@ pub struct VmConfig {
     pub irqchip: bool,
 }
 
-/// A serial port added with [`Vm::add_serial`].
+/// A byte channel to the guest: a 16550 added with [`Vm::add_serial`] or a
+/// virtio console added with [`Vm::add_virtio_console`].
 #[derive(Clone)]
 pub struct SerialPort {
     /// Everything the guest transmitted.
     pub output: Arc<SerialOutput>,
-    device: Arc<Mutex<SerialDevice>>,
+    input: PortInput,
+}
+
+/// The device behind a [`SerialPort`], for host input.
+#[derive(Clone)]
+enum PortInput {
+    Uart(Arc<Mutex<SerialDevice>>),
+    Virtio(Arc<Mutex<MmioTransport<VirtioConsole>>>),
 }
 
 impl SerialPort {
-    /// Queues bytes for the guest to receive; returns how many fit.
+    /// Queues bytes for the guest to receive; returns how many were taken
+    /// (what fits in the 16550's FIFO, or in the virtio console's 1 MiB
+    /// pending buffer). 0 means full: retry once the guest has read.
     pub fn send(&self, data: &[u8]) -> usize {
-        self.device.lock().unwrap_or_else(|e| e.into_inner()).feed(data)
+        match &self.input {
+            PortInput::Uart(d) => d.lock().unwrap_or_else(|e| e.into_inner()).feed(data),
+            PortInput::Virtio(d) => d.lock().unwrap_or_else(|e| e.into_inner()).send(data),
+        }
     }
 }
 
@@ -173,7 +187,22 @@ impl Vm {
         }
         let device = Arc::new(Mutex::new(dev));
         self.add_pio(port, 8, device.clone())?;
-        Ok(SerialPort { output, device })
+        Ok(SerialPort { output, input: PortInput::Uart(device) })
+    }
+
+    /// Adds a virtio console on virtio-mmio at `base` ([`MMIO_SIZE`] bytes),
+    /// its interrupt wired to `irq` (to be edge-triggered) when the VM has an
+    /// irqchip; only before [`Vm::start`]. The guest must be told of it (ACPI).
+    pub fn add_virtio_console(&mut self, base: u64, irq: u32) -> Result<SerialPort> {
+        self.check_not_started()?;
+        let output = Arc::new(SerialOutput::default());
+        let dev = MmioTransport::new(VirtioConsole::new(output.clone()), self.memory.clone())?;
+        if self.config.irqchip {
+            self.vm.register_irqfd(dev.irq_fd(), irq).map_err(|e| KvmError::ioctl("KVM_IRQFD", e))?;
+        }
+        let device = Arc::new(Mutex::new(dev));
+        self.add_mmio(base, MMIO_SIZE, device.clone())?;
+        Ok(SerialPort { output, input: PortInput::Virtio(device) })
     }
 
     fn check_not_started(&self) -> Result<()> {

@@ -1,9 +1,10 @@
 //! The `kvm` backend: schedbox's own VMM (`schedbox-kvm`) in this process.
 //!
 //! The vmlinux is entered in 64-bit mode with hardware-reduced ACPI; COM1
-//! (ttyS0) is the console and COM2 (ttyS1, `schedbox.channel=/dev/ttyS1`) the
-//! agent's channel. Both serial ports are bridged to Unix socket pairs so the
-//! shared [`Console`] and [`AgentLink`] work unchanged. Guest RAM is the VMM's
+//! (ttyS0) is the console and a virtio console on virtio-mmio (`/dev/hvc0`,
+//! `schedbox.channel=/dev/hvc0`; whole buffers per exit, not a byte per exit as a
+//! 16550 would take) the agent's channel. Both are bridged to Unix socket pairs
+//! so the shared [`Console`] and [`AgentLink`] work unchanged. Guest RAM is the VMM's
 //! memfd, mapped a second time as [`GuestRam`].
 
 use std::io::{Read, Write};
@@ -32,11 +33,29 @@ use watch::Watches;
 /// RAM the backend can map as one contiguous [`GuestRam`] (below the 32-bit MMIO hole).
 const MAX_MEMORY_MIB: u64 = schedbox_kvm::memory::PCI_HOLE_START >> 20;
 
-/// The guest's kernel command line.
-pub fn kernel_cmdline(spec: &BootSpec) -> String {
-    let mut c =
-        ["console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "rdinit=/init", "schedbox.channel=/dev/ttyS1"]
-            .join(" ");
+/// Which guest device carries the agent's channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentChannel {
+    /// The virtio console on virtio-mmio (`/dev/hvc0`): the default.
+    VirtioConsole,
+    /// COM2 (`/dev/ttyS1`): one exit per byte; for guests without a virtio driver.
+    Com2,
+}
+
+impl AgentChannel {
+    fn device(self) -> &'static str {
+        match self {
+            Self::VirtioConsole => "/dev/hvc0",
+            Self::Com2 => "/dev/ttyS1",
+        }
+    }
+}
+
+/// The guest's kernel command line, naming the agent's channel device.
+pub fn kernel_cmdline(spec: &BootSpec, channel: AgentChannel) -> String {
+    let mut c = ["console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "rdinit=/init"].join(" ");
+    c.push_str(" schedbox.channel=");
+    c.push_str(channel.device());
     if !spec.extra_cmdline.is_empty() {
         c.push(' ');
         c.push_str(&spec.extra_cmdline);
@@ -150,6 +169,11 @@ fn kvm_error(e: schedbox_kvm::KvmError) -> MachineError {
 impl KvmMachine {
     /// Boots the guest and waits for the agent's Ready (bounded by `spec.boot_timeout`).
     pub fn boot(spec: &BootSpec) -> Result<Self, MachineError> {
+        Self::boot_with(spec, AgentChannel::VirtioConsole)
+    }
+
+    /// [`KvmMachine::boot`] with the agent's channel on `channel`.
+    pub fn boot_with(spec: &BootSpec, channel: AgentChannel) -> Result<Self, MachineError> {
         let start = Instant::now();
         let deadline = start + spec.boot_timeout;
         if spec.memory_mib > MAX_MEMORY_MIB {
@@ -161,7 +185,7 @@ impl KvmMachine {
         let linux = LinuxSpec {
             vmlinux: spec.vmlinux.clone(),
             initramfs: Some(spec.initramfs.clone()),
-            cmdline: kernel_cmdline(spec),
+            cmdline: kernel_cmdline(spec, channel),
             shape: CpuShape {
                 nodes: t.numa_nodes,
                 llcs_per_node: t.llcs_per_node,
@@ -184,8 +208,12 @@ impl KvmMachine {
             threads: Vec::new(),
         };
         bridges.threads.push(pump_out(guest.console.output.clone(), console_vmm, stop.clone())?);
-        bridges.threads.push(pump_out(guest.channel.output.clone(), agent_vmm.try_clone()?, stop.clone())?);
-        bridges.threads.push(pump_in(guest.channel.clone(), agent_vmm, stop)?);
+        let port = match channel {
+            AgentChannel::VirtioConsole => &guest.channel,
+            AgentChannel::Com2 => &guest.com2,
+        };
+        bridges.threads.push(pump_out(port.output.clone(), agent_vmm.try_clone()?, stop.clone())?);
+        bridges.threads.push(pump_in(port.clone(), agent_vmm, stop)?);
         let console = Console::spawn_reader(console_host);
         let mut link = AgentLink::new(agent_host, spec.request_timeout, console.clone())?;
         let facts = link.wait_ready(deadline, &mut || alive(&guest, &console, "boot")).map_err(|e| match e {
@@ -345,13 +373,14 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_channel_is_the_second_serial_port() {
+    fn the_agent_channel_is_the_virtio_console_or_com2() {
         let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1 };
         let mut spec = BootSpec::new("vmlinux".into(), "initramfs".into(), topology);
         spec.extra_cmdline = "foo=1".into();
-        let c = kernel_cmdline(&spec);
-        assert!(c.contains("console=ttyS0") && c.contains("schedbox.channel=/dev/ttyS1"), "{c}");
+        let c = kernel_cmdline(&spec, AgentChannel::VirtioConsole);
+        assert!(c.contains("console=ttyS0") && c.contains("schedbox.channel=/dev/hvc0"), "{c}");
         assert!(c.ends_with(" foo=1"), "{c}");
+        assert!(kernel_cmdline(&spec, AgentChannel::Com2).contains("schedbox.channel=/dev/ttyS1"));
     }
 
     /// A stand-in kernel playing the agent: it writes the initramfs (a framed
@@ -392,7 +421,7 @@ mod tests {
         let mut spec = BootSpec::new(vmlinux, initramfs, topology);
         spec.memory_mib = 16;
         spec.boot_timeout = Duration::from_secs(20);
-        let mut m = Box::new(KvmMachine::boot(&spec).expect("boot to Ready"));
+        let mut m = Box::new(KvmMachine::boot_with(&spec, AgentChannel::Com2).expect("boot to Ready"));
         assert_eq!(m.facts(), &facts, "Ready crossed COM2, the pump and the agent link intact");
         assert_eq!(m.boot_times().kernel_ms, 7);
         let mut code = [0u8; 3];

@@ -1,10 +1,12 @@
-//! The few AML constructs the DSDT needs: names, integers, packages, buffers,
-//! devices and scopes (ACPI 6.5 §20).
+//! The few AML constructs the DSDT needs: names, integers, strings, packages,
+//! buffers, devices and scopes (ACPI 6.5 §20), and the resource templates
+//! of its devices (§6.4).
 
 const NAME_OP: u8 = 0x08;
 const BYTE_PREFIX: u8 = 0x0a;
 const WORD_PREFIX: u8 = 0x0b;
 const DWORD_PREFIX: u8 = 0x0c;
+const STRING_PREFIX: u8 = 0x0d;
 const ZERO_OP: u8 = 0x00;
 const ONE_OP: u8 = 0x01;
 const PACKAGE_OP: u8 = 0x12;
@@ -64,6 +66,12 @@ pub fn integer(v: u64) -> Vec<u8> {
     }
 }
 
+/// A NUL-terminated ASCII `String` constant, e.g. a `_HID` like "LNRO0005".
+pub fn string(s: &str) -> Vec<u8> {
+    assert!(s.is_ascii() && !s.contains('\0'), "AML string {s:?} must be ASCII without NUL");
+    [&[STRING_PREFIX][..], s.as_bytes(), &[0]].concat()
+}
+
 /// `Name(name, value)`.
 pub fn name(name: &str, value: &[u8]) -> Vec<u8> {
     [&[NAME_OP][..], &name_string(name), value].concat()
@@ -117,6 +125,23 @@ pub fn io_irq_resources(port: u16, len: u8, irq: u8) -> Vec<u8> {
     r
 }
 
+/// A resource template with `Memory32Fixed(ReadWrite, base, len)` and one
+/// `Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }` (§6.4.3).
+pub fn mmio_irq_resources(base: u32, len: u32, gsi: u32) -> Vec<u8> {
+    // Memory32Fixed: tag 0x86, 9 bytes: information (bit 0: read-write), base, length.
+    let mut r = vec![0x86, 0x09, 0x00, 0x01];
+    r.extend_from_slice(&base.to_le_bytes());
+    r.extend_from_slice(&len.to_le_bytes());
+    // Extended Interrupt: tag 0x89, 6 bytes: flags (bit 0 consumer, bit 1
+    // edge, bit 2 active-low, bit 3 shared), count, then each u32 interrupt.
+    const CONSUMER: u8 = 1 << 0;
+    const EDGE: u8 = 1 << 1;
+    r.extend_from_slice(&[0x89, 0x06, 0x00, CONSUMER | EDGE, 1]);
+    r.extend_from_slice(&gsi.to_le_bytes());
+    r.extend_from_slice(&[0x79, 0x00]);
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +159,23 @@ mod tests {
     fn s5_package_matches_the_reference_encoding() {
         let s5 = name("_S5_", &package(&[integer(5), integer(5), integer(0), integer(0)]));
         assert_eq!(s5, [0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn strings_are_nul_terminated_with_a_prefix() {
+        assert_eq!(string("LNRO0005"), b"\x0dLNRO0005\x00");
+    }
+
+    #[test]
+    fn mmio_irq_resources_match_the_reference_encoding() {
+        assert_eq!(
+            mmio_irq_resources(0xd000_0000, 0x200, 5),
+            [
+                0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xd0, 0x00, 0x02, 0x00, 0x00, // Memory32Fixed
+                0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00, // Interrupt {5}, consumer, edge, high
+                0x79, 0x00, // end tag
+            ]
+        );
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! ACPI tables for a hardware-reduced x86 guest: RSDP → XSDT → FADT (→ DSDT
-//! with `_S5_` and the two 16550s), MADT (local APICs, IOAPIC, interrupt
-//! source overrides), SRAT and SLIT for NUMA.
+//! with `_S5_`, the two 16550s and the virtio-mmio devices), MADT (local
+//! APICs, IOAPIC, interrupt source overrides), SRAT and SLIT for NUMA.
 //!
 //! Hardware-reduced ACPI has no legacy PIC and no fixed ISA IRQ mapping, so
 //! the serial ports are declared as DSDT devices with their IRQs (the kernel
 //! then routes them through the IOAPIC) and the MADT also carries identity
-//! overrides for IRQ 3 and 4. Power-off is a write of SLP_TYP=5|SLP_EN to the
-//! FADT's sleep control register, which [`crate::x86::power`] turns into a VM event.
+//! overrides for IRQ 3 and 4. Each virtio-mmio device is a `LNRO0005`
+//! device (what Linux's virtio_mmio driver matches) with its MMIO window and
+//! an edge, active-high interrupt, and an identity override saying the
+//! same. Power-off is a write of SLP_TYP=5|SLP_EN to the FADT's sleep
+//! control register, which [`crate::x86::power`] turns into a VM event.
 
 pub mod aml;
 
@@ -50,6 +53,9 @@ pub struct AcpiConfig {
     pub memory: Vec<AcpiMemory>,
     /// `(port, irq)` of each 16550 to declare.
     pub serial_ports: Vec<(u16, u8)>,
+    /// `(base, len, irq)` of each virtio-mmio device to declare (below 4 GiB;
+    /// the interrupt is edge-triggered, active high).
+    pub virtio_mmio: Vec<(u32, u32, u8)>,
 }
 
 impl AcpiConfig {
@@ -102,7 +108,8 @@ fn gas_io_byte(port: u16) -> [u8; 12] {
     g
 }
 
-/// DSDT: `_S5_` and one PNP0501 device per serial port.
+/// DSDT: `_S5_`, one PNP0501 device per serial port (`COMn`) and one
+/// LNRO0005 device per virtio-mmio device (`VRnn`).
 pub fn dsdt(config: &AcpiConfig) -> Vec<u8> {
     use aml::*;
     let s5 = name("_S5_", &package(&[integer(S5_SLP_TYP.into()), integer(S5_SLP_TYP.into()), integer(0), integer(0)]));
@@ -121,8 +128,19 @@ pub fn dsdt(config: &AcpiConfig) -> Vec<u8> {
             )
         })
         .collect();
+    let virtio = config.virtio_mmio.iter().enumerate().map(|(i, &(base, len, irq))| {
+        device(
+            &format!("VR{i:02}"),
+            &[
+                name("_HID", &string("LNRO0005")),
+                name("_UID", &integer(i as u64)),
+                name("_CRS", &buffer(&mmio_irq_resources(base, len, irq.into()))),
+            ],
+        )
+    });
+    let devices: Vec<Vec<u8>> = ports.into_iter().chain(virtio).collect();
     let mut t = Table::new(b"DSDT", 2);
-    t.put(&s5).put(&scope("\\_SB_", &ports));
+    t.put(&s5).put(&scope("\\_SB_", &devices));
     t.finish()
 }
 
@@ -147,7 +165,7 @@ pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
 }
 
 /// MADT: one enabled local APIC per CPU, the IOAPIC, IRQ 0 → GSI 2 and
-/// identity overrides for the serial IRQs, LINT1 as NMI.
+/// identity overrides (edge, active high) for the serial and virtio IRQs, LINT1 as NMI.
 pub fn madt(config: &AcpiConfig) -> Vec<u8> {
     const PCAT_COMPAT: u32 = 1;
     let mut t = Table::new(b"APIC", 5);
@@ -166,7 +184,8 @@ pub fn madt(config: &AcpiConfig) -> Vec<u8> {
     t.put(&[1, 12, 0, 0]).put(&IOAPIC_ADDR.to_le_bytes()).put(&0u32.to_le_bytes());
     // Flags 0: conforms to the bus (ISA: edge, active high).
     let mut overrides = vec![(0u8, 2u32, 0u16)];
-    overrides.extend(config.serial_ports.iter().map(|&(_, irq)| (irq, u32::from(irq), 0x5u16)));
+    let irqs = config.serial_ports.iter().map(|&(_, irq)| irq).chain(config.virtio_mmio.iter().map(|&(.., irq)| irq));
+    overrides.extend(irqs.map(|irq| (irq, u32::from(irq), 0x5u16)));
     for (irq, gsi, flags) in overrides {
         t.put(&[2, 10, 0, irq]).put(&gsi.to_le_bytes()).put(&flags.to_le_bytes());
     }

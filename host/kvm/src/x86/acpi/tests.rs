@@ -5,6 +5,7 @@ fn config(nodes: u32, cpus_per_node: u32) -> AcpiConfig {
         cpus: (0..nodes * cpus_per_node).map(|i| AcpiCpu { apic_id: i, node: i / cpus_per_node }).collect(),
         memory: (0..nodes).map(|n| AcpiMemory { base: u64::from(n) << 30, len: 1 << 30, node: n }).collect(),
         serial_ports: vec![(0x3f8, 4), (0x2f8, 3)],
+        virtio_mmio: vec![(0xd000_0000, 0x200, 5)],
     }
 }
 
@@ -57,7 +58,9 @@ fn madt_lists_each_cpu_the_ioapic_and_the_legacy_irq_overrides() {
     assert_eq!(ioapic.len(), 1);
     assert_eq!(u32_at(&ioapic[0].1, 4), IOAPIC_ADDR);
     let overrides: Vec<(u8, u32)> = e.iter().filter(|(t, _)| *t == 2).map(|(_, b)| (b[3], u32_at(b, 4))).collect();
-    assert_eq!(overrides, vec![(0, 2), (4, 4), (3, 3)]);
+    assert_eq!(overrides, vec![(0, 2), (4, 4), (3, 3), (5, 5)]);
+    let flags: Vec<u16> = e.iter().filter(|(t, _)| *t == 2).map(|(_, b)| u16::from_le_bytes([b[8], b[9]])).collect();
+    assert_eq!(flags[1..], [0x5, 0x5, 0x5], "serial and virtio IRQs: edge, active high like their _CRS");
 }
 
 #[test]
@@ -79,6 +82,41 @@ fn dsdt_declares_s5_and_both_serial_ports() {
     // IO(Decode16, 0x3f8, 0x3f8, 1, 8) then IRQNoFlags(){4}.
     assert_eq!(find(&[0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00]), 1);
     assert_eq!(find(&[0x47, 0x01, 0xf8, 0x02, 0xf8, 0x02, 0x01, 0x08, 0x22, 0x08, 0x00]), 1);
+}
+
+#[test]
+fn dsdt_declares_the_virtio_mmio_device_for_linux() {
+    let d = dsdt(&config(1, 1));
+    let at = d.windows(4).position(|w| w == b"VR00").expect("a VR00 device");
+    // Device (ExtOp 0x82), PkgLength 0x3a = 1 + "VR00" + _HID (15) + _UID (6) + _CRS (32).
+    assert_eq!(d[at - 3..at], [0x5b, 0x82, 0x3a]);
+    #[rustfmt::skip]
+    let body: &[u8] = &[
+        b'V', b'R', b'0', b'0',
+        0x08, b'_', b'H', b'I', b'D', 0x0d, b'L', b'N', b'R', b'O', b'0', b'0', b'0', b'5', 0x00,
+        0x08, b'_', b'U', b'I', b'D', 0x00,
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x1a, 0x0a, 0x17,
+        0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xd0, 0x00, 0x02, 0x00, 0x00,
+        0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00,
+        0x79, 0x00,
+    ];
+    assert_eq!(&d[at..at + body.len()], body);
+    assert_eq!(at + body.len(), d.len(), "the last device of the table");
+    // The \_SB_ scope's PkgLength covers both serial ports and the virtio device.
+    let sb = d.windows(5).position(|w| w == b"\\_SB_").expect("\\_SB_ scope");
+    assert_eq!(d[sb - 3], 0x10, "ScopeOp");
+    let (lead, next) = (d[sb - 2], d[sb - 1]);
+    let len = usize::from(lead & 0x0f) | usize::from(next) << 4;
+    assert_eq!((lead >> 6, sb - 2 + len), (1, d.len()), "a two-byte PkgLength up to the end");
+    assert!(sums_to_zero(&d));
+}
+
+#[test]
+fn without_virtio_devices_the_dsdt_has_no_lnro0005() {
+    let c = AcpiConfig { virtio_mmio: Vec::new(), ..config(1, 1) };
+    assert!(!dsdt(&c).windows(8).any(|w| w == b"LNRO0005"));
+    let overrides = entries(&madt(&c), 8).iter().filter(|(t, _)| *t == 2).count();
+    assert_eq!(overrides, 3);
 }
 
 #[test]
