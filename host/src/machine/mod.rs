@@ -54,7 +54,8 @@ pub struct BootSpec {
     pub boot_timeout: Duration,
     /// How long a request may wait for the agent's answer.
     pub request_timeout: Duration,
-    /// Boot q35 even for one NUMA node (microvm needs virtio_mmio.ko staged).
+    /// virtio_mmio.ko is not staged: the qemu backend boots q35 even for one NUMA node
+    /// (microvm needs it), the kvm backend gives the agent COM2 instead of its virtio console.
     pub prefer_q35: bool,
 }
 

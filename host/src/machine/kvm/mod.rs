@@ -168,7 +168,16 @@ fn kvm_error(e: schedbox_kvm::KvmError) -> MachineError {
 
 impl KvmMachine {
     /// Boots the guest and waits for the agent's Ready (bounded by `spec.boot_timeout`).
+    /// The agent's channel is the virtio console, or COM2 where virtio_mmio.ko is not
+    /// staged (`spec.prefer_q35`).
     pub fn boot(spec: &BootSpec) -> Result<Self, MachineError> {
+        if spec.prefer_q35 {
+            tracing::warn!(
+                "virtio_mmio.ko is not available for this kernel, so the agent's channel is COM2 (one exit per \
+                 byte: large transfers are slow); `schedbox kernel fetch --modules` enables the virtio console"
+            );
+            return Self::boot_with(spec, AgentChannel::Com2);
+        }
         Self::boot_with(spec, AgentChannel::VirtioConsole)
     }
 
