@@ -109,12 +109,18 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
         .collect::<Result<Vec<_>>>()?;
     let dir = tempfile::Builder::new().prefix("schedbox-nested-").tempdir()?;
     let mut image = Initramfs::new(spec.init.as_path());
+    let symbols = outer_symbols_file(&spec.kernel);
+    let mut outputs: Vec<String> = spec.outputs.iter().map(|p| text(p)).collect::<Result<_>>()?;
+    if !symbols.is_file() {
+        // Once per kernel: the outer guest's symbols (nokaslr: fixed), to name the RIPs of a hung run.
+        outputs.push(OUTER_KALLSYMS.into());
+    }
     let plan = NestedPlan {
         modules: modules.iter().map(|p| text(p)).collect::<Result<_>>()?,
         env: spec.env.clone(),
         cwd: text(&spec.cwd)?,
         argv: std::iter::once(text(&spec.program)).chain(spec.args.iter().cloned().map(Ok)).collect::<Result<_>>()?,
-        outputs: spec.outputs.iter().map(|p| text(p)).collect::<Result<_>>()?,
+        outputs,
     };
     image.file(PLAN_PATH, serde_json::to_vec_pretty(&plan)?, 0o644)?;
     let mut staged = Staged { image: &mut image, seen: HashSet::new() };
@@ -134,6 +140,7 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     tracing::debug!(initramfs_bytes, setup_ms = start.elapsed().as_millis() as u64, "outer initramfs written");
 
     let result_file = dir.path().join("result.bin");
+    let hmp = dir.path().join("hmp.sock");
     let mut command = Command::new(qemu_program());
     command
         .args(["-machine", "q35", "-accel", "tcg,thread=single", "-cpu", OUTER_CPU, "-smp", "1"])
@@ -142,7 +149,10 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
         .arg(bzimage)
         .arg("-initrd")
         .arg(&cpio)
-        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"])
+        // nokaslr: a timed-out run's RIPs then name vmlinux symbols as they are.
+        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr"])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", text(&hmp)?))
         .args(["-device", "virtio-serial-pci,id=vs"])
         .arg("-chardev")
         .arg(format!("file,id=nested,path={}", text(&result_file)?))
@@ -170,6 +180,7 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     });
     let deadline = start + spec.timeout;
     let mut timed_out = false;
+    let mut hang = String::new();
     let mut tail: Vec<u8> = Vec::new();
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))) {
@@ -182,6 +193,7 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                 timed_out = true;
+                hang = outer_cpu_samples(&hmp, &symbols);
                 let _ = child.kill();
                 break;
             }
@@ -194,19 +206,129 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     let wall = start.elapsed();
     let tail = String::from_utf8_lossy(&tail).into_owned();
     if timed_out {
-        bail!("the nested run took longer than {} s; outer console:\n{tail}", spec.timeout.as_secs());
+        bail!(
+            "the nested run took longer than {} s; the outer guest's CPU then:\n{hang}\nouter console:\n{tail}",
+            spec.timeout.as_secs()
+        );
     }
     let bytes = std::fs::read(&result_file).unwrap_or_default();
     let result = parse_result(&bytes).map_err(|e| {
         let errors = qemu_errors.lines().filter(|l| !l.contains("TCG doesn't support")).collect::<Vec<_>>().join("\n");
         anyhow::anyhow!("no result from the outer guest ({e}); QEMU {status}; {errors}\nouter console:\n{tail}")
     })?;
+    let mut outputs = result.outputs;
+    if let Some(at) = outputs.iter().position(|(p, _)| p == OUTER_KALLSYMS) {
+        if let (_, Some(bytes)) = outputs.remove(at) {
+            if let Err(e) = save_text_symbols(&bytes, &symbols) {
+                tracing::debug!("caching the outer guest's symbols in {}: {e:#}", symbols.display());
+            }
+        }
+    }
     Ok(NestedOutcome {
         exit: result.exit,
-        outputs: result.outputs.into_iter().map(|(p, b)| (PathBuf::from(p), b)).collect(),
+        outputs: outputs.into_iter().map(|(p, b)| (PathBuf::from(p), b)).collect(),
         initramfs_bytes,
         wall,
     })
+}
+
+/// The outer guest's kallsyms, sent back by the first run with a kernel.
+const OUTER_KALLSYMS: &str = "/proc/kallsyms";
+
+/// Where the outer guest's text symbols are cached: beside the kernel in its cache entry.
+fn outer_symbols_file(kernel: &ResolvedKernel) -> PathBuf {
+    kernel.vmlinux.with_file_name("outer-text-symbols")
+}
+
+/// Keeps the text symbols (`ADDR t NAME`) of a kallsyms dump in `path`, atomically.
+fn save_text_symbols(kallsyms: &[u8], path: &Path) -> Result<()> {
+    let text: String = String::from_utf8_lossy(kallsyms)
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("t" | "T")))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    if text.is_empty() || text.starts_with("0000000000000000") {
+        bail!("kallsyms without addresses");
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// RIP samples of the outer guest's vCPU (HMP `info registers` over `hmp`, 10 ms
+/// apart), each named after the nearest text symbol below it (from `symbols`, see
+/// [`outer_symbols_file`]): where a hung run spins. While the inner guest runs,
+/// TCG shows its registers instead: the same kernel with KASLR, so a name is only
+/// right for the outer kernel (tell them apart by CR3). Best effort: says what failed.
+fn outer_cpu_samples(hmp: &Path, symbols: &Path) -> String {
+    let samples = match sample_registers(hmp, 8) {
+        Ok(r) => r,
+        Err(e) => return format!("(no register samples: {e})"),
+    };
+    let symbols = kernel_symbols(symbols).unwrap_or_default();
+    samples
+        .iter()
+        .map(|&(rip, cr3)| {
+            let at = symbols.partition_point(|(a, _)| *a <= rip);
+            match at.checked_sub(1).map(|i| &symbols[i]) {
+                Some((a, name)) if rip - a < 1 << 16 => format!("  RIP {rip:#x} {name}+{:#x}, CR3 {cr3:#x}", rip - a),
+                _ => format!("  RIP {rip:#x}, CR3 {cr3:#x}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `n` (RIP, CR3) samples of vCPU 0 read through the HMP socket.
+fn sample_registers(hmp: &Path, n: usize) -> Result<Vec<(u64, u64)>> {
+    use std::io::Write;
+    let mut sock = std::os::unix::net::UnixStream::connect(hmp)?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut samples = Vec::new();
+    let mut pending = String::new();
+    let mut buf = [0u8; 8192];
+    let field = |text: &str, name: &str| -> Option<u64> {
+        let at = text.find(name)? + name.len();
+        let hex: String = text[at..].chars().take_while(char::is_ascii_hexdigit).collect();
+        (hex.len() == 16).then(|| u64::from_str_radix(&hex, 16).ok())?
+    };
+    for _ in 0..n {
+        sock.write_all(b"info registers\n")?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let (Some(rip), Some(cr3)) = (field(&pending, "RIP="), field(&pending, "CR3=")) {
+                samples.push((rip, cr3));
+                pending.clear();
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!("no RIP and CR3 in the monitor's answer");
+            }
+            let got = sock.read(&mut buf)?;
+            if got == 0 {
+                bail!("the monitor closed");
+            }
+            pending.push_str(&String::from_utf8_lossy(&buf[..got]));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(samples)
+}
+
+/// The cached text symbols (see [`save_text_symbols`]) sorted by address.
+fn kernel_symbols(path: &Path) -> Result<Vec<(u64, String)>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut symbols: Vec<(u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (addr, _kind, name) = (it.next()?, it.next()?, it.next()?);
+            Some((u64::from_str_radix(addr, 16).ok()?, name.to_owned()))
+        })
+        .collect();
+    symbols.sort_unstable();
+    Ok(symbols)
 }
 
 /// What `schedbox run`/`vm info` inside the outer guest needs besides its
@@ -220,8 +342,6 @@ pub fn schedbox_files(kernel: &ResolvedKernel) -> Result<Vec<PathBuf>> {
     if manifest.is_file() {
         files.push(manifest);
     }
-    // prepare_boot adds virtio_mmio where the modules package has it.
-    files.extend(kernel.modules_dir.iter().map(|d| d.join(crate::machine::VIRTIO_MMIO)).filter(|p| p.is_file()));
     // prepare_boot adds virtio_mmio where the modules package has it.
     files.extend(kernel.modules_dir.iter().map(|d| d.join(crate::machine::VIRTIO_MMIO)).filter(|p| p.is_file()));
     let agent = crate::machine::find_agent()?;
