@@ -13,6 +13,7 @@ mod modules;
 mod setup;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,6 +51,11 @@ struct Ran {
 }
 
 fn run() -> Result<Ran, String> {
+    // The console is the program's stdout: raw, so its bytes reach the host as
+    // written (no `\n` → `\r\n`).
+    if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+        setup::raw_tty(&std::fs::File::from(fd));
+    }
     for (src, dst, fs) in MOUNTS {
         setup::mount(src, dst, fs).map_err(|e| format!("mounting {fs} on {dst}: {e}"))?;
     }
