@@ -15,10 +15,11 @@
 //! On a host with hardware KVM, the same suites run directly on the kvm backend
 //! (`kvm_direct.rs`, part of the test command).
 //!
-//! Ignored by default: nested under TCG each test takes minutes, and the inner
-//! guest now and then stalls or panics (an RCU stall, a fault on an exception
-//! stack) where the same kernel is steady on qemu, so they are not part of the
-//! test command. Run them with
+//! `vm info` (one inner boot, about 25 s) is part of the test command, so every
+//! run boots the real kernel on the kvm backend. The rest are ignored by default:
+//! nested under TCG each takes minutes, and the inner guest now and then stalls
+//! or panics (an RCU stall, a fault on an exception stack, a whole outer guest
+//! spinning) where the same kernel is steady on qemu. Run them with
 //! `cargo test -p schedbox-tests --test nested_kvm -- --ignored --test-threads=1`
 //! after `cargo test --workspace --no-run` (the suites' binaries must be built).
 
@@ -33,12 +34,12 @@ use serde_json::Value;
 
 static ONE_OUTER_GUEST: Mutex<()> = Mutex::new(());
 
-/// Bound on one nested run (a suite takes 2–5 minutes here).
+/// Bound on one nested run of a suite or the examples (2–5 minutes each here).
 const NESTED_TIMEOUT_S: &str = "600";
 
 /// Runs `schedbox nested ARGS`, copying what it prints (the outer console) to
 /// `target/nested-logs/<log>.log` as it arrives, so a slow run can be followed.
-fn nested(log: &str, args: &[&str]) -> (ExitStatus, String) {
+fn nested(log: &str, timeout_s: &str, args: &[&str]) -> (ExitStatus, String) {
     // One outer guest at a time: each keeps one host core busy, and a starved
     // outer vCPU stretches every timer of the inner guest.
     let _one = ONE_OUTER_GUEST.lock().unwrap_or_else(|p| p.into_inner());
@@ -46,7 +47,7 @@ fn nested(log: &str, args: &[&str]) -> (ExitStatus, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut file = std::fs::File::create(dir.join(format!("{log}.log"))).unwrap();
     let mut child = Command::new(schedbox_bin())
-        .args(["nested", "--timeout", NESTED_TIMEOUT_S])
+        .args(["nested", "--timeout", timeout_s])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,8 +72,8 @@ fn nested(log: &str, args: &[&str]) -> (ExitStatus, String) {
     (status, text)
 }
 
-fn nested_ok(log: &str, args: &[&str]) -> String {
-    let (status, text) = nested(log, args);
+fn nested_ok(log: &str, timeout_s: &str, args: &[&str]) -> String {
+    let (status, text) = nested(log, timeout_s, args);
     assert!(status.success(), "schedbox nested {args:?} failed ({status}):\n{text}");
     text
 }
@@ -100,7 +101,7 @@ fn examples_in_every_language_pass_on_the_kvm_backend_and_the_report_comes_back(
     args.extend(paths.iter().map(String::as_str));
     let report_arg = report.display().to_string();
     args.extend(["--report", &report_arg]);
-    nested_ok("examples", &args);
+    nested_ok("examples", NESTED_TIMEOUT_S, &args);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("the report came back")).unwrap();
     assert_eq!(r["backend"], "kvm");
     let scenarios = r["scenarios"].as_array().unwrap();
@@ -126,9 +127,10 @@ fn examples_in_every_language_pass_on_the_kvm_backend_and_the_report_comes_back(
 }
 
 #[test]
-#[ignore = "nested kvm under TCG: minutes per test, and the inner guest now and then stalls or panics; run with --ignored"]
 fn the_kvm_guest_shows_the_requested_cpu_shape() {
-    let err = nested_ok("vm-info", &["--", "vm", "info", "--backend", "kvm", "--topology", "2n2l2c1t", "--json"]);
+    // One inner boot (about 25 s): bounded tighter than the suites.
+    let args = ["--", "vm", "info", "--backend", "kvm", "--topology", "2n2l2c1t", "--json"];
+    let err = nested_ok("vm-info", "240", &args);
     // The pretty-printed object: from a line `{` to the next line `}`.
     let start = err.find("\n{\n").unwrap_or_else(|| panic!("no JSON in:\n{err}"));
     let end = start + err[start..].find("\n}").unwrap_or_else(|| panic!("unterminated JSON in:\n{err}"));
@@ -160,7 +162,7 @@ fn suite_on_kvm(name: &str, excluded: &[(&str, &str)]) {
     }
     args.extend(["--", "--test-threads=1", "--exact"]);
     args.extend(tests.iter().map(String::as_str));
-    let (status, log) = nested(name, &args);
+    let (status, log) = nested(name, NESTED_TIMEOUT_S, &args);
     assert_suite_passed(name, &tests, status, &log);
 }
 
