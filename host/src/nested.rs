@@ -451,7 +451,15 @@ impl Staged<'_> {
             return Ok(());
         }
         use std::os::unix::fs::PermissionsExt;
-        self.file(path, path, meta.permissions().mode() & 0o7777)
+        let mode = meta.permissions().mode() & 0o7777;
+        self.file(path, path, mode)?;
+        if mode & 0o111 != 0 {
+            // A dynamically linked program brings its libraries (none for scripts and static ones).
+            for lib in shared_libraries(path)? {
+                self.file(&lib, &lib, 0o755)?;
+            }
+        }
+        Ok(())
     }
 }
 

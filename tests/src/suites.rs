@@ -1,8 +1,56 @@
-//! Running a whole integration-test suite (a sibling test binary) on the kvm
-//! backend, and judging its output: every listed test must pass, none may skip.
+//! Running a whole integration-test suite (a sibling test binary) or the example
+//! scenarios on the kvm backend, and judging the outcome: every listed test must
+//! pass, none may skip; every example must pass and show its kernel effects.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+
+use serde_json::Value;
+
+use crate::repo_root;
+
+/// The 12 example components (6 Rust, 3 C, 3 Go) as `cargo xtask build-scenarios` left them.
+pub fn example_components() -> Vec<PathBuf> {
+    let mut components = Vec::new();
+    for lang in ["rust", "c", "go"] {
+        let dir = repo_root().join("target/scenarios").join(lang);
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask build-scenarios`)", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        found.sort();
+        components.extend(found);
+    }
+    assert_eq!(components.len(), 12, "6 Rust, 3 C and 3 Go examples: {components:?}");
+    components
+}
+
+/// Asserts a `schedbox run --report` of [`example_components`] on the kvm backend:
+/// every verdict `pass`, every step passed, and what the kernel showed —
+/// cpuset-split's cgroups on disjoint CPUs, kernel-reads' reads of guest memory.
+pub fn assert_examples_passed_on_kvm(report: &Value) {
+    assert_eq!(report["backend"], "kvm");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 12);
+    for s in scenarios {
+        assert_eq!(s["verdict"], "pass", "{}: {}", s["source"], s["messages"]);
+        assert!(s["results"]["steps"].as_array().unwrap().iter().all(|st| st["status"] == "passed"));
+    }
+    for s in scenarios.iter().filter(|s| s["name"] == "cpuset-split") {
+        let cpus = |cg: &str| -> Vec<u64> {
+            let w = s["results"]["workers"].as_array().unwrap().iter().find(|w| w["cgroup"] == cg).unwrap();
+            w["cpus"].as_array().unwrap().iter().map(|c| c[0].as_u64().unwrap()).collect()
+        };
+        let (left, right) = (cpus("left"), cpus("right"));
+        assert!(!left.is_empty() && !right.is_empty() && left.iter().all(|c| !right.contains(c)), "{left:?} {right:?}");
+    }
+    for s in scenarios.iter().filter(|s| s["name"] == "kernel-reads") {
+        let reads = s["results"]["kernel_reads"].as_array().unwrap();
+        assert!(!reads.is_empty(), "{}", s["source"]);
+    }
+}
 
 /// The newest build of the integration test binary `name` beside the running one.
 pub fn suite_binary(name: &str) -> PathBuf {

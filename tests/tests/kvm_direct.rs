@@ -1,5 +1,6 @@
 //! The kvm backend with the real kernel, directly, on a host with hardware KVM:
-//! the guest-side op suite (`run_qemu`), the host-side op suite (`monitor_qemu`:
+//! the 12 examples through `schedbox run --backend kvm` (report checked for
+//! kernel effects), the guest-side op suite (`run_qemu`), the host-side op suite (`monitor_qemu`:
 //! freezes, cold reads and writes, watchpoints, page walks, task fields) and the
 //! sched_ext suite (`sched_qemu`) run with `SCHEDBOX_TEST_BACKEND=kvm`, each of
 //! their tests must pass and none may skip.
@@ -11,7 +12,10 @@
 
 use std::process::Command;
 
-use schedbox_tests::suites::{assert_suite_passed, suite_binary, suite_tests};
+use schedbox_tests::schedbox_bin;
+use schedbox_tests::suites::{
+    assert_examples_passed_on_kvm, assert_suite_passed, example_components, suite_binary, suite_tests,
+};
 
 /// Runs the whole suite `name` on the kvm backend in this host's /dev/kvm, or says why not.
 fn suite_on_hardware_kvm(name: &str) {
@@ -29,6 +33,27 @@ fn suite_on_hardware_kvm(name: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_suite_passed(name, &tests, out.status, &log);
+}
+
+#[test]
+fn examples_in_every_language_pass_on_hardware_kvm() {
+    if let Err(why) = schedbox::machine::hardware_kvm() {
+        eprintln!("SKIP the examples on the kvm backend: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(schedbox_bin())
+        .args(["run", "--backend", "kvm"])
+        .args(example_components())
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schedbox run --backend kvm failed ({}):\n{log}", out.status);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_examples_passed_on_kvm(&r);
 }
 
 #[test]

@@ -24,11 +24,12 @@
 //! after `cargo test --workspace --no-run` (the suites' binaries must be built).
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 
-use schedbox_tests::suites::{assert_suite_passed, suite_binary, suite_tests};
+use schedbox_tests::suites::{
+    assert_examples_passed_on_kvm, assert_suite_passed, example_components, suite_binary, suite_tests,
+};
 use schedbox_tests::{repo_root, schedbox_bin};
 use serde_json::Value;
 
@@ -81,19 +82,7 @@ fn nested_ok(log: &str, timeout_s: &str, args: &[&str]) -> String {
 #[test]
 #[ignore = "nested kvm under TCG: minutes per test, and the inner guest now and then stalls or panics; run with --ignored"]
 fn examples_in_every_language_pass_on_the_kvm_backend_and_the_report_comes_back() {
-    let mut components = Vec::new();
-    for lang in ["rust", "c", "go"] {
-        let dir = repo_root().join("target/scenarios").join(lang);
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask build-scenarios`)", dir.display()))
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        found.sort();
-        components.extend(found);
-    }
-    assert_eq!(components.len(), 12, "6 Rust, 3 C and 3 Go examples: {components:?}");
+    let components = example_components();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let mut args = vec!["--", "run", "--backend", "kvm"];
@@ -103,27 +92,7 @@ fn examples_in_every_language_pass_on_the_kvm_backend_and_the_report_comes_back(
     args.extend(["--report", &report_arg]);
     nested_ok("examples", NESTED_TIMEOUT_S, &args);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("the report came back")).unwrap();
-    assert_eq!(r["backend"], "kvm");
-    let scenarios = r["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 12);
-    for s in scenarios {
-        assert_eq!(s["verdict"], "pass", "{}: {}", s["source"], s["messages"]);
-        assert!(s["results"]["steps"].as_array().unwrap().iter().all(|st| st["status"] == "passed"));
-    }
-    // What the kernel showed: cpuset-split's cgroups ran on disjoint CPUs …
-    for s in scenarios.iter().filter(|s| s["name"] == "cpuset-split") {
-        let cpus = |cg: &str| -> Vec<u64> {
-            let w = s["results"]["workers"].as_array().unwrap().iter().find(|w| w["cgroup"] == cg).unwrap();
-            w["cpus"].as_array().unwrap().iter().map(|c| c[0].as_u64().unwrap()).collect()
-        };
-        let (left, right) = (cpus("left"), cpus("right"));
-        assert!(!left.is_empty() && !right.is_empty() && left.iter().all(|c| !right.contains(c)), "{left:?} {right:?}");
-    }
-    // … and kernel-reads read guest kernel memory from the host side (jiffies advance).
-    for s in scenarios.iter().filter(|s| s["name"] == "kernel-reads") {
-        let reads = s["results"]["kernel_reads"].as_array().unwrap();
-        assert!(!reads.is_empty(), "{}", s["source"]);
-    }
+    assert_examples_passed_on_kvm(&r);
 }
 
 #[test]

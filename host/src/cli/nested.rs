@@ -25,9 +25,10 @@ pub struct NestedArgs {
     /// Run this host program instead of schedbox (a test binary, say).
     #[arg(long, value_name = "PROGRAM")]
     pub exec: Option<PathBuf>,
-    /// Also stage this host file or directory (at the same path). The kernel, the
-    /// agent and the fixture scheduler are always staged; components (`.wasm`) are
-    /// compiled for the outer guest first.
+    /// Also stage this host file or directory (at the same path); a dynamically linked
+    /// program brings its shared libraries. The kernel, the agent and the fixture
+    /// scheduler are always staged; components (`.wasm`) are compiled for the outer
+    /// guest first.
     #[arg(long, value_name = "PATH")]
     pub stage: Vec<PathBuf>,
     /// Bring this file back when the program ends (besides every `--report` value).
