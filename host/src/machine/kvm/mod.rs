@@ -155,6 +155,40 @@ fn alive(guest: &LinuxVm, console: &Console, phase: &'static str) -> Result<(), 
     }
 }
 
+/// Where a guest that never became Ready is: each vCPU's RIP in three samples
+/// 10 ms apart (with its state), and how many bytes the agent's channel and the
+/// console carried — a kernel stuck in boot, or an agent whose channel is silent.
+fn stall_report(guest: &LinuxVm, channel: &SerialPort) -> String {
+    let mut rips: Vec<Vec<String>> = Vec::new();
+    for _ in 0..3 {
+        let report = match guest.vm.pause() {
+            Ok(r) => r,
+            Err(e) => return format!("(no vCPU samples: {e})"),
+        };
+        for (i, state) in report.states.iter().enumerate() {
+            let rip = guest.vm.registers(i).map_or_else(|e| format!("? ({e})"), |(r, _)| format!("{:#x}", r.rip));
+            if rips.len() <= i {
+                rips.push(Vec::new());
+            }
+            rips[i].push(format!("{rip} {state:?}"));
+        }
+        if let Err(e) = guest.vm.resume() {
+            return format!("(resuming after a vCPU sample: {e})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::from("vCPUs at the boot timeout (RIP and state, 3 samples 10 ms apart):");
+    for (i, samples) in rips.iter().enumerate() {
+        out.push_str(&format!("\n  vCPU {i}: {}", samples.join(", ")));
+    }
+    out.push_str(&format!(
+        "\nbytes from the guest: agent channel {}, console {}",
+        channel.output.total(),
+        guest.console.output.total()
+    ));
+    out
+}
+
 fn kvm_error(e: schedbox_kvm::KvmError) -> MachineError {
     match e {
         schedbox_kvm::KvmError::NoDevice
@@ -226,9 +260,10 @@ impl KvmMachine {
         let console = Console::spawn_reader(console_host);
         let mut link = AgentLink::new(agent_host, spec.request_timeout, console.clone())?;
         let facts = link.wait_ready(deadline, &mut || alive(&guest, &console, "boot")).map_err(|e| match e {
-            MachineError::AgentTimeout { console, .. } => {
-                MachineError::BootTimeout { secs: spec.boot_timeout.as_secs(), console }
-            }
+            MachineError::AgentTimeout { console, .. } => MachineError::BootTimeout {
+                secs: spec.boot_timeout.as_secs(),
+                console: format!("{console}\n{}", stall_report(&guest, port)),
+            },
             e => e,
         })?;
         let agent_ready_ms = start.elapsed().as_millis() as u64;
@@ -444,6 +479,28 @@ mod tests {
         assert_eq!(regs[0].cr3, schedbox_kvm::x86::regs::PML4_ADDR);
         m.resume().unwrap();
         m.power_off().expect("the request reached the guest, which powered off");
+    }
+
+    /// A stand-in kernel that spins (`jmp $`) never reports Ready: the boot watchdog's
+    /// error says where each vCPU is and that the agent's channel stayed silent.
+    #[test]
+    fn a_boot_timeout_reports_where_the_vcpus_are() {
+        if let KvmKind::Unavailable(why) = schedbox_kvm::detect() {
+            eprintln!("SKIP a_boot_timeout_reports_where_the_vcpus_are: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (vmlinux, initramfs) = (dir.path().join("vmlinux"), dir.path().join("initramfs"));
+        std::fs::write(&vmlinux, schedbox_kvm::guest_image::elf64(&[0xeb, 0xfe])).unwrap();
+        std::fs::write(&initramfs, b"not an agent").unwrap();
+        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1 };
+        let mut spec = BootSpec::new(vmlinux, initramfs, topology);
+        spec.memory_mib = 16;
+        spec.boot_timeout = Duration::from_secs(2);
+        let err = KvmMachine::boot(&spec).err().expect("no Ready from a spinning kernel").to_string();
+        let spin = format!("vCPU 0: {:#x} ", schedbox_kvm::guest_image::STANDIN_ENTRY);
+        assert!(err.contains("within 2 s") && err.contains(&spin), "{err}");
+        assert!(err.contains("bytes from the guest: agent channel 0, console 0"), "{err}");
     }
 
     /// The real kernel and agent, on hardware KVM only (PVM cannot boot a stock kernel).
