@@ -14,8 +14,9 @@ use super::signals;
 /// Lines of a failed build's output shown.
 const TAIL: usize = 30;
 
-/// Runs `cmd`; whether it succeeded. A signal to the watcher stops the build too.
-pub fn run(cmd: &str, events: &mut Events) -> bool {
+/// Runs `cmd`; whether it succeeded. `ended` is called once the build has exited and
+/// before its result is shown or emitted. A signal to the watcher stops the build too.
+pub fn run(cmd: &str, events: &mut Events, ended: &mut dyn FnMut()) -> bool {
     let t0 = Instant::now();
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("building: {cmd}"));
@@ -32,6 +33,7 @@ pub fn run(cmd: &str, events: &mut Events) -> bool {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
+            ended();
             bar.finish_and_clear();
             let message = format!("could not start the build command {cmd:?}: {e}");
             eprintln!("build failed: {message}");
@@ -67,6 +69,8 @@ pub fn run(cmd: &str, events: &mut Events) -> bool {
         }
     };
     let output = format!("{}{}", out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    // Before anyone hears of the result: changes after this point are not the build's.
+    ended();
     bar.finish_and_clear();
     let ms = t0.elapsed().as_millis() as u64;
     let ok = status.is_some_and(|s| s.success());

@@ -108,6 +108,9 @@ impl Targets {
 
 /// Whether a path below the source root is a source file (not under `target/` or a
 /// hidden directory, not a hidden or editor-temporary file).
+/// The build marker's name in the source root (hidden, so never a source itself).
+const BUILD_MARKER: &str = ".schedbox-build-end";
+
 fn is_source(root: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(root) else { return false };
     let mut parts = rel.components().peekable();
@@ -137,6 +140,11 @@ pub struct Changes {
     /// The latest relevant event left its component complete (renamed into place, or
     /// closed after writing): no need to wait for quiet.
     complete: bool,
+    /// A hidden file in the source root written when a build ends ([`Changes::mark_build_end`]):
+    /// its event orders the build's own source events before later ones.
+    marker: Option<PathBuf>,
+    /// The marker was written and its event not yet seen.
+    marker_pending: bool,
 }
 
 impl Changes {
@@ -171,12 +179,14 @@ impl Changes {
             _watcher: watcher,
             rx,
             targets,
-            source,
             components: BTreeSet::new(),
+            marker: source.as_ref().map(|root| root.join(BUILD_MARKER)),
+            source,
             source_changed: false,
             last: None,
             first: None,
             complete: false,
+            marker_pending: false,
         })
     }
 
@@ -270,10 +280,51 @@ impl Changes {
         }
     }
 
-    /// Forgets source changes reported so far (those a build itself caused).
+    /// Called when a build has exited, before its result is shown: writes the marker,
+    /// so source events up to the marker's are the build's and those after it are not.
+    pub fn mark_build_end(&mut self) {
+        if let Some(marker) = &self.marker {
+            match std::fs::write(marker, b"") {
+                Ok(()) => self.marker_pending = true,
+                Err(e) => {
+                    tracing::debug!("writing {}: {e}; a save right after a build may go unseen", marker.display())
+                }
+            }
+        }
+    }
+
+    /// Forgets the source changes the last build itself caused: those reported before
+    /// its marker's event (waiting at most 1 s for it), or, without a marker, all so far.
+    /// A source saved after the build ended stays pending.
     pub fn forget_source_changes(&mut self) {
+        if !self.marker_pending {
+            self.poll();
+            self.source_changed = false;
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.marker_pending {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(e) => {
+                    let is_marker = e.as_ref().is_ok_and(|e| {
+                        matches!(e.kind, EventKind::Access(AccessKind::Close(AccessMode::Write)))
+                            && e.paths.iter().any(|p| Some(p) == self.marker.as_ref())
+                    });
+                    self.absorb(e);
+                    self.source_changed = false;
+                    self.marker_pending = !is_marker;
+                }
+                Err(_) => {
+                    tracing::debug!("the build marker's event did not arrive; forgetting every source change so far");
+                    self.marker_pending = false;
+                }
+            }
+        }
+        if let Some(marker) = &self.marker {
+            let _ = std::fs::remove_file(marker);
+        }
         self.poll();
-        self.source_changed = false;
     }
 }
 

@@ -146,7 +146,7 @@ impl Watch<'_> {
 
     fn main_loop(&mut self) -> Result<(), Failure> {
         if let Some(cmd) = &self.a.build {
-            build::run(cmd, &mut self.events);
+            build::run(cmd, &mut self.events, &mut || self.changes.mark_build_end());
             self.changes.forget_source_changes();
         }
         let mut queue: BTreeSet<PathBuf> = self.changes.targets().current();
@@ -181,7 +181,7 @@ impl Watch<'_> {
             self.changes.settle(debounce, || signals::received().is_some());
             if std::mem::take(&mut self.changes.source_changed) {
                 if let Some(cmd) = &self.a.build {
-                    build::run(cmd, &mut self.events);
+                    build::run(cmd, &mut self.events, &mut || self.changes.mark_build_end());
                     self.changes.forget_source_changes();
                     // The components the build rewrote, settled.
                     self.changes.settle(debounce, || signals::received().is_some());
