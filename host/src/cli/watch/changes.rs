@@ -356,4 +356,37 @@ mod tests {
         assert!(!t.matches(Path::new("/d/sub/any.wasm")));
         assert!(!t.matches(Path::new("/d/notes.txt")));
     }
+
+    /// The build's own source writes are forgotten; a save after the build ended is
+    /// not, even when it arrives before the loop gets to forget (the race a test hit).
+    #[test]
+    fn a_save_right_after_a_build_is_kept_and_the_builds_own_writes_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let targets = Targets { files: vec![out.join("x.wasm")], dirs: vec![] };
+        let mut c = Changes::watch(targets, Some(src.clone())).unwrap();
+        let settle = |c: &mut Changes| {
+            c.wait(Duration::from_millis(300));
+            c.poll();
+        };
+        // A "build" that writes into the source tree, then a save after it ended, both
+        // reported before the loop forgets.
+        std::fs::write(src.join("sub/generated.rs"), "// by the build").unwrap();
+        c.mark_build_end();
+        std::fs::write(src.join("lib.rs"), "// saved by the author").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        c.forget_source_changes();
+        assert!(c.source_changed, "the save after the build is pending");
+        assert!(!src.join(BUILD_MARKER).exists(), "the marker is removed");
+        // A build whose only source write is its own leaves nothing pending.
+        c.source_changed = false;
+        settle(&mut c);
+        std::fs::write(src.join("sub/generated.rs"), "// by the build, again").unwrap();
+        c.mark_build_end();
+        c.forget_source_changes();
+        settle(&mut c);
+        assert!(!c.source_changed, "the build's own write is forgotten");
+    }
 }
