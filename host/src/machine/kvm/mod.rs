@@ -443,15 +443,31 @@ mod tests {
         0xee, 0xf4,                               // out dx, al; hlt
     ];
 
+    /// A boot spec for the stand-in kernel `code` with `initramfs` as its initramfs,
+    /// `cores` vCPUs and 16 MiB; the files live as long as the returned directory.
+    fn standin_spec(
+        code: &[u8],
+        initramfs: &[u8],
+        cores: u32,
+        boot_timeout: Duration,
+    ) -> (tempfile::TempDir, BootSpec) {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmlinux, image) = (dir.path().join("vmlinux"), dir.path().join("initramfs"));
+        std::fs::write(&vmlinux, schedbox_kvm::guest_image::elf64(code)).unwrap();
+        std::fs::write(&image, initramfs).unwrap();
+        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: cores, threads_per_core: 1 };
+        let mut spec = BootSpec::new(vmlinux, image, topology);
+        spec.memory_mib = 16;
+        spec.boot_timeout = boot_timeout;
+        (dir, spec)
+    }
+
     #[test]
     fn boots_to_ready_over_the_serial_channel_and_powers_off() {
         if let KvmKind::Unavailable(why) = schedbox_kvm::detect() {
             eprintln!("SKIP boots_to_ready_over_the_serial_channel: {why}");
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let (vmlinux, initramfs) = (dir.path().join("vmlinux"), dir.path().join("initramfs"));
-        std::fs::write(&vmlinux, schedbox_kvm::guest_image::elf64(STANDIN_AGENT)).unwrap();
         let facts = GuestFacts {
             kernel_release: "stand-in".into(),
             cpus_online: vec![0, 1],
@@ -460,11 +476,7 @@ mod tests {
         };
         let mut frame = Vec::new();
         schedbox_wire::write_msg(&mut frame, &schedbox_wire::AgentMessage::Ready(facts.clone())).unwrap();
-        std::fs::write(&initramfs, &frame).unwrap();
-        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 2, threads_per_core: 1 };
-        let mut spec = BootSpec::new(vmlinux, initramfs, topology);
-        spec.memory_mib = 16;
-        spec.boot_timeout = Duration::from_secs(20);
+        let (_dir, spec) = standin_spec(STANDIN_AGENT, &frame, 2, Duration::from_secs(20));
         let mut m = Box::new(KvmMachine::boot_with(&spec, AgentChannel::Com2).expect("boot to Ready"));
         assert_eq!(m.facts(), &facts, "Ready crossed COM2, the pump and the agent link intact");
         assert_eq!(m.boot_times().kernel_ms, 7);
@@ -489,14 +501,7 @@ mod tests {
             eprintln!("SKIP a_boot_timeout_reports_where_the_vcpus_are: {why}");
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let (vmlinux, initramfs) = (dir.path().join("vmlinux"), dir.path().join("initramfs"));
-        std::fs::write(&vmlinux, schedbox_kvm::guest_image::elf64(&[0xeb, 0xfe])).unwrap();
-        std::fs::write(&initramfs, b"not an agent").unwrap();
-        let topology = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 1, threads_per_core: 1 };
-        let mut spec = BootSpec::new(vmlinux, initramfs, topology);
-        spec.memory_mib = 16;
-        spec.boot_timeout = Duration::from_secs(2);
+        let (_dir, spec) = standin_spec(&[0xeb, 0xfe], b"not an agent", 1, Duration::from_secs(2));
         let err = KvmMachine::boot(&spec).err().expect("no Ready from a spinning kernel").to_string();
         let spin = format!("vCPU 0: {:#x} ", schedbox_kvm::guest_image::STANDIN_ENTRY);
         assert!(err.contains("within 2 s") && err.contains(&spin), "{err}");
