@@ -35,9 +35,9 @@ pub struct GuestArgs {
     /// Guest memory, e.g. 1G or 512M.
     #[arg(long, default_value = "1G")]
     pub memory: String,
-    /// Boot watchdog, seconds.
-    #[arg(long, default_value_t = 90)]
-    pub boot_timeout: u64,
+    /// Boot watchdog, seconds [default: $SCHEDBOX_BOOT_TIMEOUT, else 90; a nested run sets 300].
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
     /// A sched_ext scheduler attached for the whole run: attached at boot, restored at each
     /// scenario's end, started again by restart-scheduler (built in, or staged with --scheduler).
     #[arg(long, value_name = "NAME")]
@@ -85,7 +85,9 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
         machine::stage_boot_scheduler(name, &mut req.staged, name_dir.path()).map_err(env)?;
     }
     let mut spec = machine::prepare_boot(&req).map_err(env)?;
-    spec.boot_timeout = Duration::from_secs(g.boot_timeout);
+    if let Some(secs) = g.boot_timeout {
+        spec.boot_timeout = Duration::from_secs(secs);
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("booting a {topology} guest on {backend:?}"));
     bar.enable_steady_tick(Duration::from_millis(100));

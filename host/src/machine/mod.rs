@@ -40,6 +40,34 @@ pub enum BackendKind {
     Kvm,
 }
 
+/// Sets the default boot watchdog, in seconds (a nested run sets it: see
+/// [`crate::nested::inherited_env`]).
+pub const BOOT_TIMEOUT_ENV: &str = "SCHEDBOX_BOOT_TIMEOUT";
+
+/// The boot watchdog where nothing else sets one.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The default boot watchdog: [`BOOT_TIMEOUT_ENV`] seconds where it is set, else
+/// [`DEFAULT_BOOT_TIMEOUT`] (a value that is not a positive number is reported and ignored).
+pub fn default_boot_timeout() -> Duration {
+    boot_timeout_from(std::env::var_os(BOOT_TIMEOUT_ENV).as_deref())
+}
+
+/// [`default_boot_timeout`] for a value of [`BOOT_TIMEOUT_ENV`].
+fn boot_timeout_from(value: Option<&std::ffi::OsStr>) -> Duration {
+    let Some(value) = value else { return DEFAULT_BOOT_TIMEOUT };
+    match value.to_str().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0) {
+        Some(secs) => Duration::from_secs(secs),
+        None => {
+            tracing::warn!(
+                "{BOOT_TIMEOUT_ENV}={value:?} is not a positive number of seconds: the boot watchdog stays at {} s",
+                DEFAULT_BOOT_TIMEOUT.as_secs()
+            );
+            DEFAULT_BOOT_TIMEOUT
+        }
+    }
+}
+
 /// Everything a backend needs to boot a guest.
 #[derive(Clone, Debug)]
 pub struct BootSpec {
@@ -50,7 +78,7 @@ pub struct BootSpec {
     pub memory_mib: u64,
     /// Appended to the kernel command line.
     pub extra_cmdline: String,
-    /// Process start → agent Ready must take less than this.
+    /// Process start → agent Ready must take less than this ([`default_boot_timeout`]).
     pub boot_timeout: Duration,
     /// How long a request may wait for the agent's answer.
     pub request_timeout: Duration,
@@ -67,7 +95,7 @@ impl BootSpec {
             topology,
             memory_mib: 1024,
             extra_cmdline: String::new(),
-            boot_timeout: Duration::from_secs(90),
+            boot_timeout: default_boot_timeout(),
             request_timeout: Duration::from_secs(30),
             prefer_q35: false,
         }
@@ -235,5 +263,21 @@ pub fn boot(backend: BackendKind, spec: &BootSpec) -> Result<Box<dyn Machine>, M
     match backend {
         BackendKind::Qemu => Ok(Box::new(qemu::QemuMachine::boot(spec)?)),
         BackendKind::Kvm => Ok(Box::new(kvm::KvmMachine::boot(spec)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_boot_watchdog_default_comes_from_the_environment_when_it_is_a_positive_number() {
+        assert_eq!(boot_timeout_from(None), Duration::from_secs(90));
+        assert_eq!(boot_timeout_from(Some(OsStr::new("300"))), Duration::from_secs(300));
+        assert_eq!(boot_timeout_from(Some(OsStr::new(" 45\n"))), Duration::from_secs(45));
+        for bad in ["0", "-5", "1.5", "ninety", ""] {
+            assert_eq!(boot_timeout_from(Some(OsStr::new(bad))), DEFAULT_BOOT_TIMEOUT, "{bad:?}");
+        }
     }
 }

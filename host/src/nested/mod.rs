@@ -27,6 +27,8 @@ use crate::kernel::ResolvedKernel;
 use crate::machine::qemu::{qemu_program, tie_to_this_process};
 use crate::sandbox::{Sandbox, SandboxConfig, PORTABLE_CODE_ENV};
 
+mod hang;
+
 /// kvm-amd and what it needs, in load order (paths under `lib/modules/<release>`).
 pub const KVM_MODULES: [&str; 4] = [
     "kernel/virt/lib/irqbypass.ko.xz",
@@ -150,7 +152,8 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
         .arg("-initrd")
         .arg(&cpio)
         // nokaslr: a timed-out run's RIPs then name vmlinux symbols as they are.
-        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr {}", hang::PANIC_ON_NMI))
         .arg("-monitor")
         .arg(format!("unix:{},server=on,wait=off", text(&hmp)?))
         .args(["-device", "virtio-serial-pci,id=vs"])
@@ -178,12 +181,18 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
             }
         }
     });
-    let deadline = start + spec.timeout;
+    let mut deadline = start + spec.timeout;
     let mut timed_out = false;
     let mut hang = String::new();
     let mut tail: Vec<u8> = Vec::new();
+    let mut panic_report: Vec<u8> = Vec::new();
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))) {
+            Ok(bytes) if timed_out => {
+                console(&bytes);
+                let room = (8usize << 10).saturating_sub(panic_report.len());
+                panic_report.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
             Ok(bytes) => {
                 console(&bytes);
                 tail.extend_from_slice(&bytes);
@@ -191,9 +200,14 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
                 tail.drain(..excess);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+            // Timed out: read the outer vCPU, send the NMI, then give its panic
+            // report time to reach the console (QEMU exits after it: -no-reboot).
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline && !timed_out => {
                 timed_out = true;
-                hang = outer_cpu_samples(&hmp, &symbols);
+                hang = hang::diagnose(&hmp, &symbols);
+                deadline = Instant::now() + hang::PANIC_GRACE;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 break;
             }
@@ -207,8 +221,11 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     let tail = String::from_utf8_lossy(&tail).into_owned();
     if timed_out {
         bail!(
-            "the nested run took longer than {} s; the outer guest's CPU then:\n{hang}\nouter console:\n{tail}",
-            spec.timeout.as_secs()
+            "the nested run took longer than {} s; the outer guest's CPU then:\n{hang}\n\
+             outer console (its last 8 KiB before the NMI):\n{tail}\n\
+             outer console after the NMI (its first 8 KiB; the rest streamed above):\n{}",
+            spec.timeout.as_secs(),
+            String::from_utf8_lossy(&panic_report)
         );
     }
     let bytes = std::fs::read(&result_file).unwrap_or_default();
@@ -254,81 +271,6 @@ fn save_text_symbols(kallsyms: &[u8], path: &Path) -> Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-/// RIP samples of the outer guest's vCPU (HMP `info registers` over `hmp`, 10 ms
-/// apart), each named after the nearest text symbol below it (from `symbols`, see
-/// [`outer_symbols_file`]): where a hung run spins. While the inner guest runs,
-/// TCG shows its registers instead: the same kernel with KASLR, so a name is only
-/// right for the outer kernel (tell them apart by CR3). Best effort: says what failed.
-fn outer_cpu_samples(hmp: &Path, symbols: &Path) -> String {
-    let samples = match sample_registers(hmp, 8) {
-        Ok(r) => r,
-        Err(e) => return format!("(no register samples: {e})"),
-    };
-    let symbols = kernel_symbols(symbols).unwrap_or_default();
-    samples
-        .iter()
-        .map(|&(rip, cr3)| {
-            let at = symbols.partition_point(|(a, _)| *a <= rip);
-            match at.checked_sub(1).map(|i| &symbols[i]) {
-                Some((a, name)) if rip - a < 1 << 16 => format!("  RIP {rip:#x} {name}+{:#x}, CR3 {cr3:#x}", rip - a),
-                _ => format!("  RIP {rip:#x}, CR3 {cr3:#x}"),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `n` (RIP, CR3) samples of vCPU 0 read through the HMP socket.
-fn sample_registers(hmp: &Path, n: usize) -> Result<Vec<(u64, u64)>> {
-    use std::io::Write;
-    let mut sock = std::os::unix::net::UnixStream::connect(hmp)?;
-    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut samples = Vec::new();
-    let mut pending = String::new();
-    let mut buf = [0u8; 8192];
-    let field = |text: &str, name: &str| -> Option<u64> {
-        let at = text.find(name)? + name.len();
-        let hex: String = text[at..].chars().take_while(char::is_ascii_hexdigit).collect();
-        (hex.len() == 16).then(|| u64::from_str_radix(&hex, 16).ok())?
-    };
-    for _ in 0..n {
-        sock.write_all(b"info registers\n")?;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            if let (Some(rip), Some(cr3)) = (field(&pending, "RIP="), field(&pending, "CR3=")) {
-                samples.push((rip, cr3));
-                pending.clear();
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!("no RIP and CR3 in the monitor's answer");
-            }
-            let got = sock.read(&mut buf)?;
-            if got == 0 {
-                bail!("the monitor closed");
-            }
-            pending.push_str(&String::from_utf8_lossy(&buf[..got]));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(samples)
-}
-
-/// The cached text symbols (see [`save_text_symbols`]) sorted by address.
-fn kernel_symbols(path: &Path) -> Result<Vec<(u64, String)>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut symbols: Vec<(u64, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (addr, _kind, name) = (it.next()?, it.next()?, it.next()?);
-            Some((u64::from_str_radix(addr, 16).ok()?, name.to_owned()))
-        })
-        .collect();
-    symbols.sort_unstable();
-    Ok(symbols)
 }
 
 /// What `schedbox run`/`vm info` inside the outer guest needs besides its
@@ -385,16 +327,31 @@ pub fn components_in(paths: &[PathBuf]) -> Vec<PathBuf> {
     found
 }
 
+/// The boot watchdog of the inner guests, seconds, unless the host's environment sets
+/// one. Nested under TCG a guest reaches Ready in 11–42 s on a 2-core host (direct TCG:
+/// 2.5 s), and the whole outer guest runs up to 2× slower when the host is busy: the
+/// direct default of 90 s left too little room (one fresh-clone run missed it).
+pub const NESTED_BOOT_TIMEOUT_S: u64 = 300;
+
 /// The host environment a nested program inherits: HOME and the XDG cache
 /// (so the kernel cache resolves alike), PATH, logging and `SCHEDBOX_*`
-/// settings, plus `SCHEDBOX_PORTABLE_CODE=1` (see [`precompile`]).
+/// settings, plus `SCHEDBOX_PORTABLE_CODE=1` (see [`precompile`]) and, where
+/// the host sets none, `SCHEDBOX_BOOT_TIMEOUT=`[`NESTED_BOOT_TIMEOUT_S`].
 pub fn inherited_env() -> Vec<(String, String)> {
+    nested_env(std::env::vars())
+}
+
+/// [`inherited_env`] of the host environment `vars`.
+fn nested_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
     let keep = |k: &str| {
         matches!(k, "HOME" | "PATH" | "USER" | "XDG_CACHE_HOME" | "RUST_LOG" | "RUST_BACKTRACE" | "NO_COLOR")
             || k.starts_with("SCHEDBOX_")
     };
-    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| keep(k) && k != PORTABLE_CODE_ENV).collect();
+    let mut env: Vec<(String, String)> = vars.filter(|(k, _)| keep(k) && k != PORTABLE_CODE_ENV).collect();
     env.push((PORTABLE_CODE_ENV.to_owned(), "1".to_owned()));
+    if !env.iter().any(|(k, _)| k == crate::machine::BOOT_TIMEOUT_ENV) {
+        env.push((crate::machine::BOOT_TIMEOUT_ENV.to_owned(), NESTED_BOOT_TIMEOUT_S.to_string()));
+    }
     env.sort();
     env
 }
@@ -472,5 +429,18 @@ mod tests {
         assert!(text(Path::new("relative/x")).unwrap_err().to_string().contains("absolute"));
         assert!(text(Path::new("/a\nb")).is_err());
         assert_eq!(text(Path::new("/a/b")).unwrap(), "/a/b");
+    }
+
+    #[test]
+    fn nested_programs_get_the_nested_boot_watchdog_unless_the_host_sets_one() {
+        let vars = |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let env = nested_env(vars(&[("HOME", "/h"), ("SECRET", "x"), ("SCHEDBOX_PORTABLE_CODE", "0")]).into_iter());
+        assert_eq!(
+            env,
+            vars(&[("HOME", "/h"), ("SCHEDBOX_BOOT_TIMEOUT", "300"), ("SCHEDBOX_PORTABLE_CODE", "1")]),
+            "nothing but the kept names, portable code on, the nested watchdog"
+        );
+        let env = nested_env(vars(&[("SCHEDBOX_BOOT_TIMEOUT", "45")]).into_iter());
+        assert_eq!(env, vars(&[("SCHEDBOX_BOOT_TIMEOUT", "45"), ("SCHEDBOX_PORTABLE_CODE", "1")]));
     }
 }
