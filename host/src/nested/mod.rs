@@ -152,8 +152,15 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
         .arg("-initrd")
         .arg(&cpio)
         // nokaslr: a timed-out run's RIPs then name vmlinux symbols as they are.
+        // nohz=off highres=off: a periodic local APIC timer. TCG's SVM now and then leaves
+        // the outer timer interrupt pending in the APIC's IRR without leaving the inner
+        // guest for it; a one-shot timer then never fires again, so a spinning inner vCPU
+        // holds the outer CPU forever. A periodic one raises the line again each tick.
         .arg("-append")
-        .arg(format!("console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr {}", hang::PANIC_ON_NMI))
+        .arg(format!(
+            "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr nohz=off highres=off {}",
+            hang::PANIC_ON_NMI
+        ))
         .arg("-monitor")
         .arg(format!("unix:{},server=on,wait=off", text(&hmp)?))
         .args(["-device", "virtio-serial-pci,id=vs"])
