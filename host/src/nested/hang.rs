@@ -107,9 +107,10 @@ fn name_rip(symbols: &[(u64, String)], rip: u64) -> Option<String> {
 /// What the outer guest's vCPU is doing, for the error of a timed-out run, and
 /// an NMI sent last (the panic report follows on the console within
 /// [`PANIC_GRACE`]). `symbols` names the RIPs (see `outer_symbols_file`).
-/// While the inner guest runs, TCG shows its registers instead: the same
-/// kernel with KASLR, so a name is only right for the outer kernel (tell them
-/// apart by CR3). Best effort: says what failed.
+/// While the inner guest runs, TCG shows its registers instead: the same kernel,
+/// booted from vmlinux without KASLR, so its RIPs get the same names and its CR3
+/// can equal the outer `init_top_pgt`; the NMI's stack tells the two apart.
+/// Best effort: says what failed.
 pub fn diagnose(hmp: &Path, symbols: &Path) -> String {
     let mut hmp = match Hmp::connect(hmp) {
         Ok(h) => h,

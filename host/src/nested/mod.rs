@@ -191,19 +191,21 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     let mut deadline = start + spec.timeout;
     let mut timed_out = false;
     let mut hang = String::new();
+    // The console kept for the error: the last bytes before the NMI, the first after it.
+    const KEPT: usize = 8 << 10;
     let mut tail: Vec<u8> = Vec::new();
     let mut panic_report: Vec<u8> = Vec::new();
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))) {
             Ok(bytes) if timed_out => {
                 console(&bytes);
-                let room = (8usize << 10).saturating_sub(panic_report.len());
+                let room = KEPT.saturating_sub(panic_report.len());
                 panic_report.extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
             Ok(bytes) => {
                 console(&bytes);
                 tail.extend_from_slice(&bytes);
-                let excess = tail.len().saturating_sub(8 << 10);
+                let excess = tail.len().saturating_sub(KEPT);
                 tail.drain(..excess);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -335,9 +337,9 @@ pub fn components_in(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// The boot watchdog of the inner guests, seconds, unless the host's environment sets
-/// one. Nested under TCG a guest reaches Ready in 11–42 s on a 2-core host (direct TCG:
-/// 2.5 s), and the whole outer guest runs up to 2× slower when the host is busy: the
-/// direct default of 90 s left too little room (one fresh-clone run missed it).
+/// one. Nested under TCG an 8-vCPU guest reaches Ready in about 10 s on a 2-core host
+/// (direct TCG: 2.5 s), over 40 s when the host is busy, and took up to 42 s before the
+/// outer guest had a periodic timer: the direct default of 90 s leaves too little room.
 pub const NESTED_BOOT_TIMEOUT_S: u64 = 300;
 
 /// The host environment a nested program inherits: HOME and the XDG cache

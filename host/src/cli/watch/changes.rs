@@ -106,11 +106,11 @@ impl Targets {
     }
 }
 
-/// Whether a path below the source root is a source file (not under `target/` or a
-/// hidden directory, not a hidden or editor-temporary file).
 /// The build marker's name in the source root (hidden, so never a source itself).
 const BUILD_MARKER: &str = ".schedbox-build-end";
 
+/// Whether a path below the source root is a source file (not under `target/` or a
+/// hidden directory, not a hidden or editor-temporary file).
 fn is_source(root: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(root) else { return false };
     let mut parts = rel.components().peekable();
