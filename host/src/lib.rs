@@ -2,6 +2,7 @@
 pub mod contract;
 pub mod executor;
 pub mod initramfs;
+pub mod interrupt;
 pub mod kernel;
 pub mod machine;
 pub mod monitor;

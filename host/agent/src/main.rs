@@ -156,6 +156,10 @@ fn answer(body: &RequestBody) -> Result<ResponseBody, String> {
         RequestBody::ReadFile { path } => {
             std::fs::read_to_string(path).map(ResponseBody::File).map_err(|e| format!("reading {path}: {e}"))
         }
+        RequestBody::PayloadWaitLimit { ms } => {
+            exec::set_payload_wait_limit(std::time::Duration::from_millis(*ms));
+            Ok(ResponseBody::Ok)
+        }
         RequestBody::PowerOff | RequestBody::Crash | RequestBody::Hang => Ok(ResponseBody::Ok),
         _ => Err("request not supported by this agent".to_owned()),
     }

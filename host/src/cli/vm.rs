@@ -103,11 +103,25 @@ pub fn run(a: VmArgs) -> Result<u8, Failure> {
 }
 
 fn info(a: InfoArgs) -> Result<u8, Failure> {
-    let mut m = boot(&a.guest)?;
+    schedbox::interrupt::install();
+    let stopped = || schedbox::interrupt::received().map(schedbox::interrupt::exit_code);
+    let mut m = match boot(&a.guest) {
+        Err(f) => return stopped().map_or(Err(f), Ok),
+        // Powered off on the way out (the machine's drop kills it otherwise).
+        Ok(m) if stopped().is_some() => {
+            let _ = m.power_off();
+            return Ok(stopped().unwrap_or(2));
+        }
+        Ok(m) => m,
+    };
     // Ready carries the topology; the kallsyms count arrives with a Facts request.
     let fresh = match m.request(schedbox_wire::RequestBody::Facts) {
         Ok(schedbox_wire::ResponseBody::Facts(f)) => f,
         Ok(other) => return Err(Failure::usage(anyhow::anyhow!("agent answered Facts with {other:?}"))),
+        Err(_) if stopped().is_some() => {
+            let _ = m.power_off();
+            return Ok(stopped().unwrap_or(2));
+        }
         Err(e) => return Err(Failure::usage(e.into())),
     };
     let f: &GuestFacts = &fresh;

@@ -19,6 +19,7 @@ mod hold;
 mod host_ops;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
@@ -89,6 +90,25 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
+/// The default bound of one `wait-payload` ([`set_wait_payload_timeout`]).
+pub const DEFAULT_WAIT_PAYLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The bound of one `wait-payload`, ms (set once per process by the CLI).
+static WAIT_PAYLOAD_MS: AtomicU64 = AtomicU64::new(DEFAULT_WAIT_PAYLOAD_TIMEOUT.as_millis() as u64);
+
+/// Bounds every later `wait-payload`: a payload still running after `limit` is killed in
+/// the guest and the op fails with its output (the guest stays usable).
+pub fn set_wait_payload_timeout(limit: Duration) {
+    WAIT_PAYLOAD_MS.store(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+fn wait_payload_timeout() -> Duration {
+    Duration::from_millis(WAIT_PAYLOAD_MS.load(Ordering::Relaxed))
+}
+
+/// What the host adds to the guest's wait-payload bound before it gives up on the agent.
+const WAIT_PAYLOAD_MARGIN: Duration = Duration::from_secs(30);
+
 /// How often a hold polls [`Progress::cancelled`].
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
@@ -149,7 +169,12 @@ impl Run<'_> {
         }
         let name = op.kind().wit_name();
         let op = self.with_default_args(op);
-        match self.request(RequestBody::Apply { owner, op }) {
+        let answer = if matches!(op, Op::WaitPayload { .. }) {
+            self.m.request_within(RequestBody::Apply { owner, op }, wait_payload_timeout() + WAIT_PAYLOAD_MARGIN)
+        } else {
+            self.request(RequestBody::Apply { owner, op })
+        };
+        match answer {
             Ok(r) => {
                 self.absorb(r);
                 Ok(())
@@ -215,7 +240,11 @@ pub fn execute_observed(
             });
         }
     };
-    if let Err(e) = run.request(RequestBody::BeginScenario { name: stream.scenario.name.clone() }) {
+    let begun = run.request(RequestBody::BeginScenario { name: stream.scenario.name.clone() }).and_then(|_| {
+        let ms = u64::try_from(wait_payload_timeout().as_millis()).unwrap_or(u64::MAX);
+        run.request(RequestBody::PayloadWaitLimit { ms })
+    });
+    if let Err(e) = begun {
         exec.error = Some(format!("starting the scenario in the guest: {e}"));
         skip_from(&mut run.results, 0);
         exec.results = run.results;
@@ -238,7 +267,13 @@ pub fn execute_observed(
             let torn = run.request(RequestBody::EndStep);
             let mut error = outcome.err();
             match torn {
-                Ok(ResponseBody::Teardown(t)) => run.absorb_teardown(t, &mut exec.leftovers),
+                Ok(ResponseBody::Teardown(mut t)) => {
+                    if let Some(mut at_end) = t.step.take() {
+                        at_end.step = i as u32;
+                        run.results.step_metrics.push(at_end);
+                    }
+                    run.absorb_teardown(t, &mut exec.leftovers)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let msg = format!("step {i} teardown: {e}");
@@ -377,6 +412,9 @@ fn sleep_unless_cancelled(run: &mut Run<'_>, d: Duration) -> Result<(), String> 
         if run.progress.cancelled() {
             return Err(CANCELLED.to_owned());
         }
+        // A guest that dies mid-hold (a panic, QEMU killed) fails the step now, in its
+        // own words, not when the hold ends with a closed channel.
+        run.m.health().map_err(|e| format!("during the hold: {e}"))?;
         // Guest-initiated host-side ops run here, during the hold.
         run.serve_guest_requests();
         let left = end.saturating_duration_since(Instant::now());

@@ -32,6 +32,8 @@ pub struct AgentLink {
     timeout: Duration,
     /// Set after a timeout or a broken frame: later requests fail at once.
     broken: Option<String>,
+    /// The bound of the request being waited for (for the timeout's message).
+    waited: Duration,
     console: super::Console,
 }
 
@@ -56,7 +58,7 @@ impl AgentLink {
                 break;
             }
         })?;
-        Ok(Self { writer: stream, inbox, guest_requests, next_id: 1, timeout, broken: None, console })
+        Ok(Self { writer: stream, inbox, guest_requests, next_id: 1, timeout, broken: None, waited: timeout, console })
     }
 
     /// The guest requests for host-side ops received so far, oldest first; never blocks.
@@ -73,6 +75,9 @@ impl AgentLink {
     fn recv(&mut self, what: &str, deadline: Instant, alive: Liveness<'_>) -> Result<AgentMessage, MachineError> {
         loop {
             alive()?;
+            if let Some(signal) = crate::interrupt::received() {
+                return Err(MachineError::Interrupted { signal: crate::interrupt::name(signal) });
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(self.timed_out(what, deadline));
@@ -94,7 +99,7 @@ impl AgentLink {
     }
 
     fn timed_out(&mut self, what: &str, deadline: Instant) -> MachineError {
-        let secs = self.timeout.as_secs().max(1);
+        let secs = self.waited.as_secs().max(1);
         self.broken = Some(format!("timed out waiting for {what}"));
         let _ = deadline;
         MachineError::AgentTimeout { what: what.to_owned(), secs, console: self.console.tail(20) }
@@ -110,8 +115,24 @@ impl AgentLink {
         }
     }
 
+    /// Why the link is down (a timeout or a broken frame), if it is.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
     /// Sends `body` and waits for its answer (bounded by the link's timeout).
     pub fn request(&mut self, body: RequestBody, alive: Liveness<'_>) -> Result<ResponseBody, MachineError> {
+        let timeout = self.timeout;
+        self.request_within(body, timeout, alive)
+    }
+
+    /// [`Self::request`] bounded by `timeout` instead of the link's (wait-payload).
+    pub fn request_within(
+        &mut self,
+        body: RequestBody,
+        timeout: Duration,
+        alive: Liveness<'_>,
+    ) -> Result<ResponseBody, MachineError> {
         if let Some(why) = &self.broken {
             return Err(MachineError::Agent {
                 what: format!("{body:?}"),
@@ -122,7 +143,8 @@ impl AgentLink {
         self.next_id += 1;
         let what = format!("{body:?}");
         write_msg(&mut self.writer, &Request { id, body })?;
-        let deadline = Instant::now() + self.timeout;
+        self.waited = timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             match self.recv(&what, deadline, alive)? {
                 AgentMessage::Response { id: got, result } if got == id => {

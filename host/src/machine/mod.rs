@@ -11,6 +11,7 @@ mod guest_ram;
 pub mod kvm;
 mod prepare;
 pub mod qemu;
+pub mod scratch;
 mod topology;
 mod tsc;
 
@@ -146,6 +147,9 @@ pub enum MachineError {
     /// The gdb remote protocol with the VMM's gdbstub failed.
     #[error("gdbstub: {0}")]
     Gdb(String),
+    /// A signal asked this process to stop ([`crate::interrupt`]) while it waited on the guest.
+    #[error("interrupted by {signal}")]
+    Interrupted { signal: &'static str },
 }
 
 /// Paging state of one vCPU (for page-table walks of kernel addresses).
@@ -184,6 +188,16 @@ pub trait Machine: Send {
     /// Sends a request to the agent and waits (bounded) for its answer,
     /// failing early if the VM dies or the kernel panics meanwhile.
     fn request(&mut self, body: schedbox_wire::RequestBody) -> Result<schedbox_wire::ResponseBody, MachineError>;
+    /// [`Machine::request`] with its own bound instead of the boot spec's request timeout
+    /// (a `wait-payload` may take minutes).
+    fn request_within(
+        &mut self,
+        body: schedbox_wire::RequestBody,
+        timeout: Duration,
+    ) -> Result<schedbox_wire::ResponseBody, MachineError> {
+        let _ = timeout;
+        self.request(body)
+    }
     /// Guest physical memory, mapped in this process.
     fn guest_ram(&self) -> &GuestRam;
     /// Parks every vCPU (the freeze rendezvous); paired with [`Machine::resume`].
@@ -217,8 +231,18 @@ pub trait Machine: Send {
     }
     /// The last `n` lines the guest printed on its console.
     fn console_tail(&self, n: usize) -> String;
+    /// Fails when the VM exited, its kernel panicked (with the panic line and the last
+    /// console lines) or the agent link is down; cheap enough to poll during a hold.
+    fn health(&mut self) -> Result<(), MachineError> {
+        Ok(())
+    }
     /// Asks the agent to power off and waits for the VM to exit.
     fn power_off(self: Box<Self>) -> Result<(), MachineError>;
+}
+
+/// The error of a machine whose agent link is down (after a timeout or a broken frame).
+pub(crate) fn link_down(why: &str) -> MachineError {
+    MachineError::Agent { what: "the next request".into(), message: format!("the link is down ({why})") }
 }
 
 /// Picks a backend: `requested`, or the default for this host — `kvm` on

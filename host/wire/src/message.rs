@@ -65,6 +65,9 @@ pub enum RequestBody {
     Setup { owner: Owner, defs: Vec<CgroupDef> },
     /// Apply one guest-side op; what it creates is owned by `owner`.
     Apply { owner: Owner, op: Op },
+    /// Bound every later `wait-payload`: a payload still running `ms` after the wait
+    /// began is killed and the op fails with its output tails.
+    PayloadWaitLimit { ms: u64 },
     /// Tear the step down: stop step-owned workers and payloads, thaw and
     /// remove step-local cgroups; report their metrics.
     EndStep,

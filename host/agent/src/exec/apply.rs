@@ -101,7 +101,7 @@ impl Executor {
         if kill {
             p.kill();
         } else {
-            p.wait();
+            p.wait_bounded()?;
         }
         Ok(p.exit())
     }

@@ -26,6 +26,7 @@ use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
 
 use cpuset::Topo;
 use payload::Payload;
+pub use payload::set_wait_limit as set_payload_wait_limit;
 use workers::Worker;
 
 /// A managed cgroup.

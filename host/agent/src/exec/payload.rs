@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,15 @@ pub const TAIL: usize = 4096;
 /// How long output is drained after the payload exits (a child it left behind may
 /// hold the pipe open forever).
 const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a `wait-payload` waits before it kills the payload, ms (the host sets it
+/// per run with `PayloadWaitLimit`; 10 minutes until it does).
+static WAIT_LIMIT_MS: AtomicU64 = AtomicU64::new(600_000);
+
+/// Sets the bound of every later `wait-payload`.
+pub fn set_wait_limit(limit: Duration) {
+    WAIT_LIMIT_MS.store(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
 
 /// The last [`TAIL`] bytes of a stream, and whether it reached EOF.
 #[derive(Default)]
@@ -95,6 +105,34 @@ impl Payload {
         }
     }
 
+    /// Waits for the payload to exit, at most the wait limit ([`set_wait_limit`]);
+    /// past it, kills it and fails with what it printed.
+    pub fn wait_bounded(&mut self) -> Result<(), String> {
+        let limit = Duration::from_millis(WAIT_LIMIT_MS.load(Ordering::Relaxed));
+        let deadline = Instant::now() + limit;
+        while self.status.is_none() {
+            match spawn::try_reap(self.pid) {
+                Ok(Some(status)) => self.status = Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    self.kill();
+                    let exit = self.exit();
+                    return Err(format!(
+                        "payload {:?} still ran after {} s (the wait-payload bound: `--wait-payload-timeout`), \
+                         so it was killed; its stdout ended: {:?}; its stderr ended: {:?}",
+                        self.name,
+                        limit.as_secs_f64(),
+                        tail_end(&exit.stdout_tail),
+                        tail_end(&exit.stderr_tail)
+                    ));
+                }
+                // ECHILD: reaped elsewhere without a record; report it as killed.
+                Err(()) => self.status = Some(libc::SIGKILL),
+            }
+        }
+        Ok(())
+    }
+
     /// SIGKILLs and reaps it.
     pub fn kill(&mut self) {
         if self.status.is_none() {
@@ -117,6 +155,15 @@ impl Payload {
             stderr_tail: text(&self.stderr),
         }
     }
+}
+
+/// The last 512 bytes of an output tail, for an error message.
+fn tail_end(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(512);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// The text a tail holds once its stream reached EOF, or at `deadline`.

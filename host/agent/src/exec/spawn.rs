@@ -73,6 +73,20 @@ pub fn kill(pid: u32) {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
 
+/// Whether our child `pid` exited: `Ok(Some(status))` once it has (reaped now),
+/// `Ok(None)` while it runs, `Err(())` when it is not (or no longer) our child.
+pub fn try_reap(pid: u32) -> Result<Option<i32>, ()> {
+    let mut status = 0;
+    // SAFETY: non-blocking waitpid on our own child; `status` is a valid out-pointer.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+    match rc {
+        0 => Ok(None),
+        r if r == pid as libc::pid_t => Ok(Some(status)),
+        _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => Ok(None),
+        _ => Err(()),
+    }
+}
+
 /// Waits for our child `pid` to exit; its wait status, or `None` if it is not ours.
 pub fn reap(pid: u32) -> Option<i32> {
     let mut status = 0;

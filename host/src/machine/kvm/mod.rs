@@ -312,6 +312,16 @@ impl Machine for KvmMachine {
         self.link.request(body, &mut || alive(guest, console, "a request"))
     }
 
+    fn request_within(&mut self, body: RequestBody, timeout: Duration) -> Result<ResponseBody, MachineError> {
+        let (guest, console) = (&self.guest, &self.console);
+        self.link.request_within(body, timeout, &mut || alive(guest, console, "a request"))
+    }
+
+    fn health(&mut self) -> Result<(), MachineError> {
+        alive(&self.guest, &self.console, "a hold")?;
+        self.link.broken().map_or(Ok(()), |why| Err(super::link_down(why)))
+    }
+
     fn guest_ram(&self) -> &GuestRam {
         &self.ram
     }

@@ -144,8 +144,11 @@ impl QemuMachine {
     pub fn boot(spec: &BootSpec) -> Result<Self, MachineError> {
         let start = Instant::now();
         let deadline = start + spec.boot_timeout;
-        let dir = tempfile::Builder::new().prefix("schedbox-vm-").tempdir()?;
-        let ram_dir = tempfile::Builder::new().prefix("schedbox-ram-").tempdir_in(ram_parent())?;
+        super::scratch::sweep(&std::env::temp_dir(), "schedbox-vm");
+        super::scratch::sweep(&ram_parent(), "schedbox-ram");
+        let dir = tempfile::Builder::new().prefix(&super::scratch::prefix("schedbox-vm")).tempdir()?;
+        let ram_dir =
+            tempfile::Builder::new().prefix(&super::scratch::prefix("schedbox-ram")).tempdir_in(ram_parent())?;
         let paths = VmPaths::new(dir.path(), ram_dir.path(), spec.topology.numa_nodes);
         let args = qemu_args(spec, &paths, super::host_tsc_khz());
         let program = qemu_program();
@@ -168,16 +171,39 @@ impl QemuMachine {
             }
             e => e,
         })?;
-        let mut qmp = Qmp::connect(qmp_stream)?;
-        let setup_ms = start.elapsed().as_millis() as u64;
-        let agent_stream = connect_when_ready(&paths.agent, child, &console, deadline)?;
-        let mut link = AgentLink::new(agent_stream, spec.request_timeout, console.clone())?;
-        let facts = link.wait_ready(deadline, &mut || alive(child, &console, "boot")).map_err(|e| match e {
-            MachineError::AgentTimeout { console, .. } => {
-                MachineError::BootTimeout { secs: spec.boot_timeout.as_secs(), console }
+        // After QMP answers, QEMU can still fail (a device it cannot realize, a file it
+        // cannot open): then its own words on stderr are the error, not the reset socket.
+        let qemu_failed = |e: MachineError, child: &mut Child| {
+            if matches!(e, MachineError::KernelPanic { .. } | MachineError::Interrupted { .. }) {
+                return e;
             }
-            e => e,
-        })?;
+            // A reset socket comes a moment before the exit.
+            let until = Instant::now() + Duration::from_millis(500);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        return MachineError::Spawn(format!("{program} exited ({status}): {}", qemu_errors.tail(10)));
+                    }
+                    Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+                    _ => return e,
+                }
+            }
+        };
+        let mut qmp = Qmp::connect(qmp_stream).map_err(|e| qemu_failed(e, child))?;
+        let setup_ms = start.elapsed().as_millis() as u64;
+        let agent_stream =
+            connect_when_ready(&paths.agent, child, &console, deadline).map_err(|e| qemu_failed(e, child))?;
+        let mut link = AgentLink::new(agent_stream, spec.request_timeout, console.clone())?;
+        let facts = link
+            .wait_ready(deadline, &mut || alive(child, &console, "boot"))
+            .map_err(|e| match e {
+                MachineError::AgentTimeout { console, .. } => {
+                    MachineError::BootTimeout { secs: spec.boot_timeout.as_secs(), console }
+                }
+                e => e,
+            })
+            .map_err(|e| qemu_failed(e, child))?;
         let agent_ready_ms = start.elapsed().as_millis() as u64;
         let per_node = ((spec.memory_mib / u64::from(spec.topology.numa_nodes)) & !1) << 20;
         let files: Vec<(&Path, u64)> = paths.ram.iter().map(|p| (p.as_path(), per_node)).collect();
@@ -233,6 +259,16 @@ impl Machine for QemuMachine {
     fn request(&mut self, body: RequestBody) -> Result<ResponseBody, MachineError> {
         let (child, console) = (&mut self.child, &self.console);
         self.link.request(body, &mut || alive(child, console, "a request"))
+    }
+
+    fn request_within(&mut self, body: RequestBody, timeout: Duration) -> Result<ResponseBody, MachineError> {
+        let (child, console) = (&mut self.child, &self.console);
+        self.link.request_within(body, timeout, &mut || alive(child, console, "a request"))
+    }
+
+    fn health(&mut self) -> Result<(), MachineError> {
+        alive(&mut self.child, &self.console, "a hold")?;
+        self.link.broken().map_or(Ok(()), |why| Err(super::link_down(why)))
     }
 
     fn guest_ram(&self) -> &GuestRam {
