@@ -130,6 +130,137 @@ fn workers_spawn_move_freeze_stop_with_kernel_visible_effects() {
     assert_clean(m);
 }
 
+/// CPU time of `pids` on a CPU, ns (`/proc/<pid>/schedstat`, first field).
+fn cpu_ns(m: &mut dyn Machine, pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|p| {
+            let s = read(m, &format!("/proc/{p}/schedstat")).unwrap_or_else(|e| panic!("pid {p}: {e}"));
+            s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{s:?}"))
+        })
+        .sum()
+}
+
+fn usage_usec(m: &mut dyn Machine, name: &str) -> u64 {
+    let stat = cg(m, name, "cpu.stat");
+    stat.lines().find_map(|l| l.strip_prefix("usage_usec ")?.parse().ok()).unwrap_or_else(|| panic!("{stat}"))
+}
+
+/// The reference's suspend/resume: a Backdrop cgroup frozen in one step stays frozen
+/// into the next (the step's teardown does not thaw it) until an unfreeze-cgroup. Read
+/// at the start of the next step, before any op: `frozen 1`, and neither the workers'
+/// CPU time nor the cgroup's `usage_usec` grows while it stays frozen.
+#[test]
+fn a_freeze_lasts_into_the_next_step_until_unfreeze() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "freeze".into() });
+    ask(m, RequestBody::Setup { owner: Owner::Backdrop, defs: vec![CgroupDef::named("bg").workers(2)] });
+    let bg = pids(m, "bg");
+    assert_eq!(bg.len(), 2, "{bg:?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    apply(m, Op::freeze_cgroup("bg"));
+    let end_of_freeze_step = match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => t.step.expect("EndStep reports the step's metrics"),
+        other => panic!("{other:?}"),
+    };
+    let at_end = end_of_freeze_step.cgroups.iter().find(|c| c.name == "bg").expect("bg in the step metrics");
+    assert!(at_end.frozen && at_end.backdrop, "{at_end:?}");
+    // The next step has begun; no op of it ran yet.
+    let events = cg(m, "bg", "cgroup.events");
+    let (cpu0, usage0) = (cpu_ns(m, &bg), usage_usec(m, "bg"));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (cpu1, usage1) = (cpu_ns(m, &bg), usage_usec(m, "bg"));
+    eprintln!(
+        "frozen across the step boundary: {events:?}; worker CPU {cpu0} -> {cpu1} ns, usage_usec {usage0} -> {usage1}"
+    );
+    assert!(events.contains("frozen 1"), "the step's teardown thawed the Backdrop cgroup: {events:?}");
+    assert_eq!(cpu1, cpu0, "the frozen workers ran across the step boundary");
+    assert_eq!(usage1, usage0, "the frozen cgroup used CPU across the step boundary");
+    // A step that does nothing keeps it frozen too; its metrics say so.
+    let idle_step = match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => t.step.expect("step metrics"),
+        other => panic!("{other:?}"),
+    };
+    let bg_idle = idle_step.cgroups.iter().find(|c| c.name == "bg").unwrap();
+    assert!(bg_idle.frozen && bg_idle.usage_usec == usage0, "{bg_idle:?}");
+    for w in &idle_step.workers {
+        let before = end_of_freeze_step.workers.iter().find(|b| b.tid == w.tid).expect("same workers");
+        assert_eq!((w.cpu_time_ns, w.work_units), (before.cpu_time_ns, before.work_units), "{w:?} vs {before:?}");
+        assert!(w.off_cpu_ns >= 1_000_000_000, "frozen for the whole idle step (1 s): {w:?}");
+    }
+    // Unfreeze: they run again, and the freeze shows as each worker's longest gap.
+    apply(m, Op::unfreeze_cgroup("bg"));
+    assert!(cg(m, "bg", "cgroup.events").contains("frozen 0"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let resumed = match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => t.step.expect("step metrics"),
+        other => panic!("{other:?}"),
+    };
+    let bg_resumed = resumed.cgroups.iter().find(|c| c.name == "bg").unwrap();
+    assert!(!bg_resumed.frozen && bg_resumed.usage_usec > usage0, "{bg_resumed:?}");
+    assert_eq!(bg_resumed.cpus_effective, [0, 1], "{bg_resumed:?}");
+    assert_eq!(resumed.workers.len(), 2, "{:?}", resumed.workers);
+    for w in &resumed.workers {
+        assert!(w.alive && w.cgroup == "bg" && bg.contains(&w.tid), "{w:?}");
+        assert!(w.cpu_time_ns > 0 && w.wall_time_ns > w.cpu_time_ns, "{w:?}");
+        assert!(w.max_gap_ns >= 1_000_000_000, "the freeze (over 1 s) is the longest gap: {w:?}");
+        assert!(w.max_gap_cpu <= 1 && w.max_gap_at_ns > 0 && !w.cpus.is_empty(), "{w:?}");
+    }
+    ask(m, RequestBody::EndScenario);
+    assert_clean(m);
+}
+
+/// The same through the executor: `results.step_metrics` has one entry per step, read at
+/// its end; the frozen Backdrop cgroup stays frozen through a step without ops.
+#[test]
+fn step_metrics_follow_a_freeze_across_steps() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let info = ScenarioInfo {
+        name: "freeze-steps".into(),
+        summary: String::new(),
+        topology: parse_topology("1n1l2c1t").unwrap(),
+        kernel_features: vec![],
+        payloads: vec![],
+        schedulers: vec![],
+        duration_ms: 1000,
+    };
+    let stream = OpStream {
+        contract: CONTRACT_VERSION.into(),
+        scenario: info,
+        backdrop: Backdrop::new().push_cgroup(CgroupDef::named("bg").workers(2)),
+        steps: vec![
+            Step::with_defs(
+                vec![CgroupDef::named("s").cpuset(CpusetSpec::exact([1]))],
+                vec![],
+                HoldSpec::fixed_ms(300),
+            ),
+            Step::new(vec![Op::freeze_cgroup("bg")], HoldSpec::fixed_ms(300)),
+            Step::new(vec![], HoldSpec::fixed_ms(500)),
+            Step::new(vec![Op::unfreeze_cgroup("bg")], HoldSpec::fixed_ms(300)),
+        ],
+    };
+    schedbox::validate::validate_stream(&stream).unwrap();
+    let exec = execute(m.as_mut(), &stream, &PayloadDefaults::new());
+    assert!(exec.error.is_none() && exec.results.steps.iter().all(|s| s.status == StepStatus::Passed), "{exec:?}");
+    let sm = &exec.results.step_metrics;
+    assert_eq!(sm.iter().map(|s| s.step).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let bg = |i: usize| sm[i].cgroups.iter().find(|c| c.name == "bg").unwrap().clone();
+    // Step-local cgroups are read before their teardown, with their resolved cpuset.
+    let s = sm[0].cgroups.iter().find(|c| c.name == "s").expect("step-local cgroup in step 0's metrics");
+    assert_eq!((s.backdrop, s.cpus_effective.as_slice()), (false, &[1][..]), "{s:?}");
+    assert!(sm[1].cgroups.iter().all(|c| c.name != "s"));
+    assert!(!bg(0).frozen && bg(1).frozen && bg(2).frozen && !bg(3).frozen);
+    eprintln!("bg usage_usec per step: {:?}", (0..4).map(|i| bg(i).usage_usec).collect::<Vec<_>>());
+    assert_eq!(bg(2).usage_usec, bg(1).usage_usec, "frozen through step 2");
+    assert!(bg(3).usage_usec > bg(2).usage_usec && bg(0).usage_usec > 0);
+    assert_eq!((bg(2).metrics.workers, bg(2).metrics.iterations), (2, bg(1).metrics.iterations));
+    assert!(sm.iter().all(|s| !s.sched_ext_state.is_empty() && s.workers.len() == 2), "{sm:?}");
+    assert_clean(m.as_mut());
+    m.power_off().unwrap();
+}
+
 #[test]
 fn backdrop_cgroups_survive_a_step_and_cannot_be_stranded() {
     let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -160,12 +291,43 @@ fn steer_irq_writes_smp_affinity_list() {
         .filter_map(|l| l.trim().split(':').next()?.trim().parse().ok())
         .find(|n| read(m, &format!("/proc/irq/{n}/smp_affinity_list")).is_ok())
         .expect("a steerable IRQ");
+    let file = format!("/proc/irq/{irq}/smp_affinity_list");
+    let original = read(m, &file).unwrap();
+    assert_ne!(original, "1", "steering to CPU 1 must change it");
     ask(m, RequestBody::BeginScenario { name: "irq".into() });
     apply(m, Op::steer_irq(IrqSelector::ByNumber(irq), 1));
-    assert_eq!(read(m, &format!("/proc/irq/{irq}/smp_affinity_list")).unwrap(), "1");
+    assert_eq!(read(m, &file).unwrap(), "1");
     let err = m.request(RequestBody::Apply { owner: Owner::Step, op: Op::steer_irq(IrqSelector::ByNumber(irq), 9) });
     assert!(err.unwrap_err().to_string().contains('9'), "an offline CPU is named");
+    // The step's metrics show the IRQ where it was steered.
+    match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => {
+            let irqs = t.step.expect("step metrics").irqs;
+            assert_eq!(irqs.iter().map(|i| (i.irq, i.affinity.clone())).collect::<Vec<_>>(), [(irq, vec![1])]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A scenario abandoned mid-way (no EndScenario): the between-scenario reset puts the
+    // IRQ back and verifies it.
+    match ask(m, RequestBody::Reset) {
+        ResponseBody::Reset(r) => {
+            assert!(r.verified(), "{r:?}");
+            assert_eq!(r.irqs.found.len(), 1, "{r:?}");
+            assert!(r.irqs.found[0].contains(&format!("IRQ {irq}")) && r.irqs.remaining.is_empty(), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read(m, &file).unwrap(), original, "the reset restores the IRQ's affinity");
+    // A scenario that ends normally puts it back too, so the next one starts as this one did.
+    ask(m, RequestBody::BeginScenario { name: "irq-again".into() });
+    apply(m, Op::steer_irq(IrqSelector::ByNumber(irq), 1));
+    assert_eq!(read(m, &file).unwrap(), "1");
     ask(m, RequestBody::EndScenario);
+    assert_eq!(read(m, &file).unwrap(), original, "the scenario's end restores the IRQ's affinity");
+    match ask(m, RequestBody::Reset) {
+        ResponseBody::Reset(r) => assert!(r.verified() && r.irqs.found.is_empty(), "{r:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

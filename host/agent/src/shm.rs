@@ -1,5 +1,6 @@
 //! The page shared by the agent and the workers of one spawn: one slot per worker with
-//! its iteration counter, its per-CPU histogram and a few futex words the worker groups
+//! its iteration counter, its longest gap between two iterations, its per-CPU histogram
+//! (one counter per CPU id of the guest) and a few futex words the worker groups
 //! (ping-pong pairs, fan-out, wake chains) coordinate through.
 //!
 //! The agent creates it as a memfd and maps it; each worker inherits the descriptor
@@ -10,12 +11,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// CPUs the histogram tracks; samples from higher CPU ids are not recorded.
-pub const HIST_CPUS: usize = 64;
-
-/// One worker's slot: `iterations` at 0, futex words at 8.., the histogram at 64.
-const SLOT_BYTES: usize = 64 + HIST_CPUS * 8;
+/// One worker's slot: `iterations` at 0, futex words at 8..40, the longest gap at 40
+/// (ns), the CPU it ended on at 48, when it ended at 56 (ns since the worker started),
+/// then one histogram counter per CPU id.
+const HEADER: usize = 64;
 const WORDS: usize = 8;
+const GAP_NS: usize = 40;
+const GAP_CPU: usize = 48;
+const GAP_AT_NS: usize = 56;
 
 /// The futex words of a slot. Group-wide words live in the group leader's slot.
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +43,14 @@ pub struct Shm {
     ptr: *mut u8,
     len: usize,
     slots: usize,
+    /// CPU ids the histogram counts: `0..cpus`.
+    cpus: usize,
 }
 
 impl Shm {
-    /// A fresh zeroed mapping for `slots` workers (agent side).
-    pub fn create(slots: usize) -> io::Result<Self> {
+    /// A fresh zeroed mapping for `slots` workers whose histograms count CPU ids
+    /// `0..cpus` (agent side; `cpus` is the guest's highest CPU id plus one).
+    pub fn create(slots: usize, cpus: usize) -> io::Result<Self> {
         // SAFETY: the name is a valid NUL-terminated string; memfd_create returns a new
         // descriptor (or -1), which we take sole ownership of below.
         let fd = unsafe { libc::memfd_create(c"schedbox-workers".as_ptr(), libc::MFD_CLOEXEC) };
@@ -53,28 +59,32 @@ impl Shm {
         }
         // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let len = Self::bytes(slots);
+        let len = Self::bytes(slots, cpus);
         // SAFETY: ftruncate on a descriptor we own; no memory is involved.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Self::map(fd, slots)
+        Self::map(fd, slots, cpus)
     }
 
-    /// Maps an inherited descriptor (worker side).
-    pub fn open(fd: RawFd, slots: usize) -> io::Result<Self> {
+    /// Maps an inherited descriptor (worker side), with the agent's `slots` and `cpus`.
+    pub fn open(fd: RawFd, slots: usize, cpus: usize) -> io::Result<Self> {
         // SAFETY: the agent passed this descriptor to this process on purpose and nothing
         // else in the worker uses it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::map(fd, slots)
+        Self::map(fd, slots, cpus)
     }
 
-    fn bytes(slots: usize) -> usize {
-        (slots.max(1) * SLOT_BYTES).next_multiple_of(4096)
+    fn slot_bytes(cpus: usize) -> usize {
+        HEADER + cpus.max(1) * 8
     }
 
-    fn map(fd: OwnedFd, slots: usize) -> io::Result<Self> {
-        let len = Self::bytes(slots);
+    fn bytes(slots: usize, cpus: usize) -> usize {
+        (slots.max(1) * Self::slot_bytes(cpus)).next_multiple_of(4096)
+    }
+
+    fn map(fd: OwnedFd, slots: usize, cpus: usize) -> io::Result<Self> {
+        let len = Self::bytes(slots, cpus);
         // SAFETY: a fresh shared mapping of `len` bytes of a memfd at least that large;
         // the kernel picks the address, so no existing mapping is affected.
         let ptr = unsafe {
@@ -90,7 +100,7 @@ impl Shm {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { fd, ptr: ptr.cast(), len, slots })
+        Ok(Self { fd, ptr: ptr.cast(), len, slots, cpus: cpus.max(1) })
     }
 
     /// The descriptor a spawned worker inherits.
@@ -99,12 +109,13 @@ impl Shm {
     }
 
     fn u64_at(&self, slot: usize, offset: usize) -> &AtomicU64 {
-        assert!(slot < self.slots && offset + 8 <= SLOT_BYTES && offset.is_multiple_of(8));
+        let slot_bytes = Self::slot_bytes(self.cpus);
+        assert!(slot < self.slots && offset + 8 <= slot_bytes && offset.is_multiple_of(8));
         // SAFETY: the offset is in bounds of the mapping (asserted) and 8-byte aligned
         // (the mapping is page-aligned, slots and offsets are multiples of 8); the pages
         // stay mapped while `self` lives, and all access goes through atomics, which is
         // sound for memory shared with other processes.
-        unsafe { &*self.ptr.add(slot * SLOT_BYTES + offset).cast::<AtomicU64>() }
+        unsafe { &*self.ptr.add(slot * slot_bytes + offset).cast::<AtomicU64>() }
     }
 
     /// A futex word of `slot`.
@@ -113,22 +124,29 @@ impl Shm {
         assert!(slot < self.slots && (word as usize) < WORDS);
         // SAFETY: in bounds (asserted) and 4-byte aligned; mapped while `self` lives;
         // accessed only atomically (see `u64_at`).
-        unsafe { &*self.ptr.add(slot * SLOT_BYTES + offset).cast::<AtomicU32>() }
+        unsafe { &*self.ptr.add(slot * Self::slot_bytes(self.cpus) + offset).cast::<AtomicU32>() }
     }
 
     pub fn iterations(&self, slot: usize) -> &AtomicU64 {
         self.u64_at(slot, 0)
     }
 
-    /// How often `slot`'s worker was seen on `cpu`.
-    pub fn cpu_count(&self, slot: usize, cpu: usize) -> &AtomicU64 {
-        self.u64_at(slot, 64 + 8 * cpu.min(HIST_CPUS - 1))
+    /// The longest gap between two iterations of `slot`'s worker (ns), the CPU it
+    /// resumed on, and when the gap ended (ns since the worker started).
+    pub fn gap(&self, slot: usize) -> [&AtomicU64; 3] {
+        [self.u64_at(slot, GAP_NS), self.u64_at(slot, GAP_CPU), self.u64_at(slot, GAP_AT_NS)]
+    }
+
+    /// How often `slot`'s worker was seen on `cpu`; `None` for a CPU id the histogram
+    /// does not count (never for a CPU of the guest the agent sized it for).
+    pub fn cpu_count(&self, slot: usize, cpu: usize) -> Option<&AtomicU64> {
+        (cpu < self.cpus).then(|| self.u64_at(slot, HEADER + 8 * cpu))
     }
 
     /// `(cpu, samples)` for every CPU `slot`'s worker was seen on.
     pub fn histogram(&self, slot: usize) -> Vec<(u32, u64)> {
-        (0..HIST_CPUS)
-            .map(|c| (c as u32, self.cpu_count(slot, c).load(Ordering::Relaxed)))
+        (0..self.cpus)
+            .map(|c| (c as u32, self.cpu_count(slot, c).map_or(0, |n| n.load(Ordering::Relaxed))))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
@@ -148,17 +166,33 @@ mod tests {
 
     #[test]
     fn slots_do_not_overlap_and_survive_a_second_mapping() {
-        let a = Shm::create(3).unwrap();
+        let a = Shm::create(3, 8).unwrap();
         a.iterations(2).store(7, Ordering::Relaxed);
-        a.cpu_count(1, 5).store(9, Ordering::Relaxed);
+        a.cpu_count(1, 5).unwrap().store(9, Ordering::Relaxed);
+        a.gap(1)[0].store(11, Ordering::Relaxed);
         a.word(0, Word::Turn).store(1, Ordering::Relaxed);
         // SAFETY: dup of a descriptor we own; the copy is handed to `Shm::open`.
         let dup = unsafe { libc::dup(a.raw_fd()) };
-        let b = Shm::open(dup, 3).unwrap();
+        let b = Shm::open(dup, 3, 8).unwrap();
         assert_eq!(b.iterations(2).load(Ordering::Relaxed), 7);
         assert_eq!(b.iterations(1).load(Ordering::Relaxed), 0);
         assert_eq!(b.histogram(1), vec![(5, 9)]);
         assert_eq!(b.word(0, Word::Turn).load(Ordering::Relaxed), 1);
         assert_eq!(b.word(1, Word::Turn).load(Ordering::Relaxed), 0);
+        assert_eq!(b.gap(1)[0].load(Ordering::Relaxed), 11);
+        assert_eq!(b.gap(2)[0].load(Ordering::Relaxed), 0);
+        assert!(b.cpu_count(0, 8).is_none());
+    }
+
+    #[test]
+    fn the_histogram_counts_cpus_beyond_64() {
+        // A 256-CPU guest: CPU 200 has its own counter (none is folded into another).
+        let a = Shm::create(2, 256).unwrap();
+        a.cpu_count(1, 200).unwrap().store(3, Ordering::Relaxed);
+        a.cpu_count(1, 63).unwrap().store(1, Ordering::Relaxed);
+        a.cpu_count(0, 255).unwrap().store(2, Ordering::Relaxed);
+        assert_eq!(a.histogram(1), vec![(63, 1), (200, 3)]);
+        assert_eq!(a.histogram(0), vec![(255, 2)]);
+        assert!(a.cpu_count(0, 256).is_none());
     }
 }

@@ -50,7 +50,7 @@ pub struct KernelRead {
     pub value: KernelValue,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerMetrics {
     pub cgroup: String,
     pub workers: u32,
@@ -72,6 +72,84 @@ pub struct PayloadExit {
     pub stderr_tail: String,
 }
 
+/// One worker's counters, cumulative since it started (diff two steps' entries of the
+/// same `tid` for what happened in between).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStat {
+    /// Scenario cgroup (`""` = runner cgroup).
+    pub cgroup: String,
+    /// The worker's pid (a worker is one single-threaded process).
+    pub tid: u32,
+    /// Its index within its spawn.
+    pub index: u32,
+    /// False once it was stopped (stop-cgroup, remove-cgroup): the counters are its last.
+    pub alive: bool,
+    /// Iterations of its work loop.
+    pub work_units: u64,
+    /// Time on a CPU (`/proc/<pid>/schedstat`), ns.
+    pub cpu_time_ns: u64,
+    /// Time since it was started, ns.
+    pub wall_time_ns: u64,
+    /// `wall_time_ns - cpu_time_ns`: runnable-but-waiting, sleeping or frozen.
+    pub off_cpu_ns: u64,
+    /// Time runnable on a run queue but not running (`schedstat`), ns.
+    pub run_delay_ns: u64,
+    /// `se.nr_migrations` of `/proc/<pid>/sched`.
+    pub migrations: u64,
+    /// The longest gap between two iterations of its loop, ns: off-CPU (preempted,
+    /// frozen) for spinning work types; it includes the sleeps of work types that sleep.
+    pub max_gap_ns: u64,
+    /// The CPU it resumed on after that gap.
+    pub max_gap_cpu: u32,
+    /// When that gap ended, ns since the worker started.
+    pub max_gap_at_ns: u64,
+    /// (cpu, times seen there), sampled at most once a millisecond.
+    pub cpus: Vec<(u32, u64)>,
+}
+
+/// A live scenario cgroup as the kernel shows it at a step boundary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupState {
+    pub name: String,
+    /// Owned by the Backdrop (else by the step, removed right after this reading).
+    pub backdrop: bool,
+    /// `cpuset.cpus.effective`: the CPUs the kernel resolved for it.
+    pub cpus_effective: Vec<u32>,
+    /// `cgroup.events` says `frozen 1`.
+    pub frozen: bool,
+    /// `cpu.stat` `usage_usec`: CPU time of every task that ran in it, cumulative.
+    pub usage_usec: u64,
+    /// Processes in `cgroup.procs`.
+    pub procs: u32,
+    /// Its live workers' counters summed (cumulative since they started).
+    pub metrics: WorkerMetrics,
+}
+
+/// An IRQ a scenario steered, as `/proc/irq/<n>/` shows it at a step boundary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IrqAffinity {
+    pub irq: u32,
+    /// `smp_affinity_list`.
+    pub affinity: Vec<u32>,
+    /// `effective_affinity_list` (empty where the kernel has none).
+    pub effective: Vec<u32>,
+}
+
+/// The guest at the end of a step, read after its hold and before its teardown: every
+/// live cgroup (Backdrop and step-local), every worker, steered IRQs, sched_ext.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u32,
+    pub cgroups: Vec<CgroupState>,
+    /// Live workers, then those stopped during the step.
+    pub workers: Vec<WorkerStat>,
+    pub irqs: Vec<IrqAffinity>,
+    /// `/sys/kernel/sched_ext/state` ("unsupported" without sched_ext).
+    pub sched_ext_state: String,
+    /// `/sys/kernel/sched_ext/root/ops` (empty when none is attached).
+    pub sched_ext_ops: String,
+}
+
 /// Everything the executor observed, handed to the scenario's `check`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Results {
@@ -81,6 +159,10 @@ pub struct Results {
     pub kernel_reads: Vec<KernelRead>,
     pub workers: Vec<WorkerMetrics>,
     pub payloads: Vec<PayloadExit>,
+    /// One entry per step that reached its end, in step order (the JSON report's
+    /// `step_metrics`; not part of the WIT `results` record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_metrics: Vec<StepMetrics>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The incremental validator: stream structure, cgroup ownership, payload
 //! handles and declared names, tracked op by op.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{args, Problem, ValidationError, MAX_WATCHES};
 use crate::op_model::*;
@@ -44,6 +44,9 @@ pub struct Validator {
     /// Live payload copies: (name, cgroup) → owner.
     payloads: Vec<(String, Option<String>, Owner)>,
     watches: usize,
+    /// Cgroups frozen now: a freeze lasts, across steps, until an unfreeze-cgroup or
+    /// the cgroup's removal (its step's teardown, for a step-local cgroup).
+    frozen: BTreeSet<String>,
 }
 
 impl Validator {
@@ -58,6 +61,7 @@ impl Validator {
             cgroups: BTreeMap::new(),
             payloads: Vec::new(),
             watches: 0,
+            frozen: BTreeSet::new(),
         };
         describe(info).map_err(|p| v.located(None, None, None, p))?;
         Ok(v)
@@ -154,6 +158,8 @@ impl Validator {
         // Step teardown: step-local cgroups go, step-owned payloads are drained.
         self.cgroups.retain(|_, o| *o == Owner::Backdrop);
         self.payloads.retain(|(_, _, o)| *o == Owner::Backdrop);
+        let live = &self.cgroups;
+        self.frozen.retain(|c| live.contains_key(c));
         self.state = State::Idle;
         self.steps += 1;
         Ok(())
@@ -222,6 +228,20 @@ impl Validator {
         })
     }
 
+    /// A task started in a frozen cgroup would freeze before it execs.
+    fn not_frozen(&self, cgroup: &str, what: &str) -> Result<(), Problem> {
+        if self.frozen.contains(cgroup) {
+            return Err(Problem::new(
+                format!(
+                    "cgroup {cgroup:?} is frozen here: a freeze-cgroup lasts, across steps, until unfreeze-cgroup \
+                     or the cgroup's removal, and a task started in a frozen cgroup never runs"
+                ),
+                format!("unfreeze-cgroup {cgroup:?} before you {what} in it"),
+            ));
+        }
+        Ok(())
+    }
+
     fn declared_payload(&self, name: &str) -> Result<(), Problem> {
         if self.info.payloads.iter().any(|p| p == name) {
             Ok(())
@@ -280,16 +300,23 @@ impl Validator {
             Op::RemoveCgroup { cgroup } => {
                 self.owner_of(cgroup)?;
                 self.cgroups.remove(cgroup);
+                self.frozen.remove(cgroup);
                 self.payloads.retain(|(_, cg, _)| cg.as_deref() != Some(cgroup.as_str()));
             }
             Op::SetCpuset { cgroup, .. }
             | Op::ClearCpuset { cgroup }
             | Op::StopCgroup { cgroup }
             | Op::SetAffinity { cgroup, .. }
-            | Op::FreezeCgroup { cgroup }
-            | Op::UnfreezeCgroup { cgroup }
             | Op::CaptureCgroupProcs { cgroup, .. } => {
                 self.owner_of(cgroup)?;
+            }
+            Op::FreezeCgroup { cgroup } => {
+                self.owner_of(cgroup)?;
+                self.frozen.insert(cgroup.clone());
+            }
+            Op::UnfreezeCgroup { cgroup } => {
+                self.owner_of(cgroup)?;
+                self.frozen.remove(cgroup);
             }
             Op::SwapCpusets { a, b } => {
                 self.owner_of(a)?;
@@ -297,6 +324,7 @@ impl Validator {
             }
             Op::Spawn { placement: SpawnPlacement::Cgroup(cg), .. } => {
                 self.owner_of(cg)?;
+                self.not_frozen(cg, "spawn workers")?;
             }
             Op::MoveAllTasks { from, to } => {
                 let to_owner = self.owner_of(to)?;
@@ -319,6 +347,7 @@ impl Validator {
                 self.declared_payload(name)?;
                 if let Some(cg) = cgroup {
                     self.owner_of(cg)?;
+                    self.not_frozen(cg, "start a payload")?;
                 }
                 self.payloads.push((name.clone(), cgroup.clone(), owner));
             }

@@ -358,3 +358,50 @@ fn json_round_trip_preserves_the_stream() {
     let back: OpStream = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_freeze_lasts_across_steps_until_unfreeze() {
+    let backdrop = Backdrop::new().push_cgroup(CgroupDef::named("bg").workers(1));
+    let spawn = || Op::spawn(SpawnPlacement::cgroup("bg"), WorkSpec::default().workers(1));
+    // Freeze in step 0, unfreeze in step 1 (the reference's suspend/resume), then spawn: valid.
+    let ok = vec![
+        Step::new(vec![Op::freeze_cgroup("bg")], HoldSpec::FULL),
+        Step::new(vec![Op::unfreeze_cgroup("bg"), spawn()], HoldSpec::FULL),
+    ];
+    validate_stream(&stream(backdrop.clone(), ok)).unwrap();
+    // Still frozen in step 1: starting a task there is refused at that op.
+    let frozen = vec![
+        Step::new(vec![Op::freeze_cgroup("bg")], HoldSpec::FULL),
+        Step::new(vec![Op::add_cgroup("x"), spawn()], HoldSpec::FULL),
+    ];
+    let e = validate_stream(&stream(backdrop.clone(), frozen)).unwrap_err();
+    assert_eq!((e.section, e.op_index, e.op), (Some(Section::Step(1)), Some(1), Some(OpKind::Spawn)));
+    let t = e.to_string();
+    assert!(t.contains("\"bg\" is frozen") && t.contains("unfreeze-cgroup \"bg\""), "{t}");
+    let payload = vec![
+        Step::new(vec![Op::freeze_cgroup("bg")], HoldSpec::FULL),
+        Step::new(vec![Op::run_payload("stress", vec![], Some("bg".into()))], HoldSpec::FULL),
+    ];
+    let e = validate_stream(&stream(backdrop, payload)).unwrap_err();
+    assert_eq!((e.section, e.op_index, e.op), (Some(Section::Step(1)), Some(0), Some(OpKind::RunPayload)));
+    // A removed cgroup's freeze ends with it: a new cgroup of the same name is not frozen.
+    reject_at(vec![Op::freeze_cgroup("a"), spawn_in("a")], 1, OpKind::Spawn, "is frozen");
+    let s = stream(
+        Backdrop::new(),
+        vec![Step::new(
+            vec![
+                Op::add_cgroup("c"),
+                Op::freeze_cgroup("c"),
+                Op::remove_cgroup("c"),
+                Op::add_cgroup("c"),
+                spawn_in("c"),
+            ],
+            HoldSpec::FULL,
+        )],
+    );
+    validate_stream(&s).unwrap();
+}
+
+fn spawn_in(cg: &str) -> Op {
+    Op::spawn(SpawnPlacement::cgroup(cg), WorkSpec::default().workers(1))
+}

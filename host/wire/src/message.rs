@@ -1,6 +1,6 @@
 //! The messages. Requests carry an id; each gets exactly one response.
 
-use schedbox_ops::results::{CgroupProcs, PayloadExit, WorkerMetrics};
+use schedbox_ops::results::{CgroupProcs, PayloadExit, StepMetrics, WorkerMetrics};
 use schedbox_ops::{CgroupDef, Op};
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +168,10 @@ pub struct Teardown {
     pub payloads: Vec<PayloadExit>,
     /// Anything that could not be removed (cgroup paths, pids): empty when clean.
     pub leftovers: Vec<String>,
+    /// `EndStep` only: the guest as the step ends, read before the teardown (its
+    /// `step` is 0; the host numbers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepMetrics>,
 }
 
 /// One aspect of a guest reset: what the survey found before cleaning, and what a
@@ -199,6 +203,10 @@ pub struct ResetReport {
     pub scheduler: ResetCheck,
     /// Cgroups anywhere in the hierarchy with `cgroup.freeze 1` or `frozen 1`.
     pub frozen: ResetCheck,
+    /// IRQs whose `smp_affinity_list` differs from what it was before a scenario first
+    /// steered them (restored by the reset).
+    #[serde(default)]
+    pub irqs: ResetCheck,
     /// What the cleaning did, one line each (thawed, killed, removed, detached).
     pub actions: Vec<String>,
     /// What a clean guest keeps, as found after cleaning: the run's boot scheduler.
@@ -211,7 +219,7 @@ pub struct ResetReport {
 impl ResetReport {
     /// Whether the second survey found the guest clean in every aspect.
     pub fn verified(&self) -> bool {
-        self.cgroups.clean() && self.tasks.clean() && self.scheduler.clean() && self.frozen.clean()
+        self.cgroups.clean() && self.tasks.clean() && self.scheduler.clean() && self.frozen.clean() && self.irqs.clean()
     }
 }
 

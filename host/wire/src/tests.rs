@@ -85,6 +85,9 @@ fn a_reset_round_trips_and_is_verified_only_when_nothing_remains() {
         ..ResetReport::default()
     };
     assert!(report.verified(), "found and cleaned is clean");
+    report.irqs.remaining.push("IRQ 4 affinity \"1\" (originally \"0-3\")".into());
+    assert!(!report.verified(), "an IRQ left steered is not clean");
+    report.irqs.remaining.clear();
     report.tasks.remaining.push("pid 9 (w) in /schedbox/a".into());
     assert!(!report.verified());
     let msg = AgentMessage::Response { id: 3, result: Ok(ResponseBody::Reset(report.clone())) };

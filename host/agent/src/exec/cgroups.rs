@@ -19,7 +19,7 @@ impl Executor {
 
     /// Fails when `name` is frozen: a child started there would freeze before it execs.
     pub(super) fn not_frozen(&mut self, name: &str) -> Result<(), String> {
-        if self.cgroup(name)?.frozen_by.is_some() || cgroupfs::is_frozen(&cgroupfs::dir(name)).unwrap_or(false) {
+        if self.cgroup(name)?.frozen || cgroupfs::is_frozen(&cgroupfs::dir(name)).unwrap_or(false) {
             return Err(format!("cgroup {name:?} is frozen: unfreeze it before starting tasks in it"));
         }
         Ok(())
@@ -31,7 +31,7 @@ impl Executor {
             return Err(format!("cgroup {name:?} already exists: remove it first or pick another name"));
         }
         std::fs::create_dir(&dir).map_err(|e| format!("creating cgroup {name:?} ({}): {e}", dir.display()))?;
-        self.cgroups.insert(name.to_owned(), Cgroup { owner, frozen_by: None });
+        self.cgroups.insert(name.to_owned(), Cgroup { owner, frozen: false });
         Ok(())
     }
 
@@ -91,6 +91,7 @@ impl Executor {
         let dir = cgroupfs::dir(name);
         let mine: Vec<usize> = (0..self.workers.len()).filter(|&i| self.workers[i].cgroup == name).collect();
         workers::merge_metrics(&mut self.stopped, workers::metrics(mine.iter().map(|&i| &self.workers[i])));
+        self.stopped_stats.extend(workers::stopped(workers::stats(mine.iter().map(|&i| &self.workers[i]))));
         if dir.exists() {
             cgroupfs::set_frozen(&dir, false)
                 .map_err(|e| format!("thawing cgroup {name:?} before removing it: {e}"))?;
@@ -123,6 +124,8 @@ impl Executor {
         self.reap();
         let metrics = workers::metrics(self.workers.iter().filter(|w| w.cgroup == name));
         workers::merge_metrics(&mut self.stopped, metrics);
+        let stats = workers::stats(self.workers.iter().filter(|w| w.cgroup == name));
+        self.stopped_stats.extend(workers::stopped(stats));
         self.stop_workers(name);
         Ok(())
     }
@@ -156,11 +159,13 @@ impl Executor {
         Ok(())
     }
 
-    pub(super) fn freeze(&mut self, name: &str, owner: Owner, frozen: bool) -> Result<(), String> {
+    /// freeze-cgroup / unfreeze-cgroup. A freeze outlives the step that made it (the
+    /// reference's semantics): it ends with an unfreeze-cgroup or the cgroup's removal.
+    /// Freezing a frozen cgroup and thawing a thawed one do nothing.
+    pub(super) fn freeze(&mut self, name: &str, frozen: bool) -> Result<(), String> {
         self.cgroup(name)?;
         cgroupfs::set_frozen(&cgroupfs::dir(name), frozen).map_err(|e| format!("cgroup {name:?}: {e}"))?;
-        let cg = self.cgroup(name)?;
-        cg.frozen_by = if frozen { Some(cg.frozen_by.unwrap_or(owner)) } else { None };
+        self.cgroup(name)?.frozen = frozen;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ mod cgroupfs;
 mod cgroups;
 mod cpuset;
 mod irq;
+mod metrics;
 mod payload;
 mod procstat;
 mod reset;
@@ -21,7 +22,7 @@ mod workers;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use schedbox_ops::results::WorkerMetrics;
+use schedbox_ops::results::{WorkerMetrics, WorkerStat};
 use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
 
 use cpuset::Topo;
@@ -32,8 +33,9 @@ use workers::Worker;
 /// A managed cgroup.
 struct Cgroup {
     owner: Owner,
-    /// Who froze it, while frozen: a step's freeze is undone at its `EndStep`.
-    frozen_by: Option<Owner>,
+    /// Frozen by a `freeze-cgroup` (of any step or the Backdrop): it stays frozen until an
+    /// `unfreeze-cgroup` or its removal, which thaws it before draining its tasks.
+    frozen: bool,
 }
 
 /// The scenario state.
@@ -45,6 +47,11 @@ pub struct Executor {
     payloads: Vec<Payload>,
     /// Metrics of workers stopped by stop-cgroup / remove-cgroup, reported by the next teardown.
     stopped: Vec<WorkerMetrics>,
+    /// Their per-worker counters, reported by the next step's metrics.
+    stopped_stats: Vec<WorkerStat>,
+    /// IRQs steered: their affinity before the first steer (restored by the reset) and
+    /// which the current scenario steered (reported in its step metrics).
+    irqs: irq::Steered,
     /// The attached sched_ext scheduler and the pinned BPF maps.
     sched: sched::Sched,
 }
@@ -77,7 +84,9 @@ impl Executor {
             // A scheduler that died during the step fails it, after the teardown.
             RequestBody::EndStep => {
                 let died = self.scheduler_alive();
-                let report = self.teardown(false);
+                let step = self.step_metrics();
+                let mut report = self.teardown(false);
+                report.step = Some(step);
                 died.map(|()| ResponseBody::Teardown(report)).map_err(|e| format!("end-step: {e}"))
             }
             RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
@@ -116,6 +125,8 @@ impl Executor {
             ));
         }
         self.sched.boot_ready().map_err(|e| format!("cannot start scenario {name:?}: {e}"))?;
+        self.stopped_stats.clear();
+        self.irqs.scenario.clear();
         self.topo = Topo::read();
         cgroupfs::create_parent(&cpuset::format_cpu_list(&self.topo.online))
             .map_err(|e| format!("creating the managed cgroup parent: {e}"))
@@ -131,14 +142,15 @@ impl Executor {
         let mut report = Teardown { workers: std::mem::take(&mut self.stopped), ..Teardown::default() };
         workers::merge_metrics(&mut report.workers, workers::metrics(self.workers.iter().filter(|w| worker_doomed(w))));
 
-        // Thaw first: what the step froze, and every cgroup about to go.
+        // Thaw every frozen cgroup about to go before draining it (a frozen task would not
+        // die until thawed). A cgroup that lives on stays frozen: a freeze lasts until an
+        // unfreeze-cgroup or the cgroup's removal, whichever step froze it.
         for (name, cg) in self.cgroups.iter_mut() {
-            let step_froze = cg.frozen_by == Some(Owner::Step);
-            if cg.frozen_by.is_some() && (all || step_froze || doomed.contains(name)) {
+            if cg.frozen && (all || doomed.contains(name)) {
                 if let Err(e) = cgroupfs::set_frozen(&cgroupfs::dir(name), false) {
                     report.leftovers.push(format!("cgroup {name:?} stays frozen: {e}"));
                 }
-                cg.frozen_by = None;
+                cg.frozen = false;
             }
         }
         let killed: Vec<u32> = self.workers.iter().filter(|w| worker_doomed(w)).map(|w| w.pid).collect();
@@ -159,6 +171,9 @@ impl Executor {
             }
         }
         if all {
+            // A steered IRQ goes back to where it was: the next scenario starts as this one did.
+            let restored = self.irqs.restore();
+            report.leftovers.extend(restored.into_iter().filter(|l| l.starts_with("could not")));
             report.leftovers.extend(self.sched.end_scenario());
             let parent = Path::new(cgroupfs::PARENT);
             if parent.exists() {

@@ -3,7 +3,8 @@
 //!
 //! A survey reads the kernel: cgroups under the managed parent, user processes other
 //! than PID 1 (kernel threads excluded by `PF_KTHREAD`), `/sys/kernel/sched_ext/state`,
-//! and every cgroup in the hierarchy that is frozen or asked to freeze. Cleaning runs
+//! every cgroup in the hierarchy that is frozen or asked to freeze, and the
+//! `smp_affinity_list` of every IRQ a scenario steered against what it was before. Cleaning runs
 //! the executor's own teardown first, then acts on whatever the kernel still shows —
 //! orphans a payload left behind, cgroups the executor never created, a scheduler it
 //! does not track — and a second survey says what remains. Nothing remaining is the
@@ -159,6 +160,8 @@ impl Executor {
                 Err(e) => actions.push(format!("could not remove {}: {e}", relative(parent))),
             }
         }
+        let irqs_found = self.irqs.changed();
+        actions.extend(self.irqs.restore());
         if boot {
             // Its loader is kept by the kill above; this restores it if it is not attached.
             actions.extend(self.sched.end_scenario().into_iter().map(|l| format!("boot scheduler: {l}")));
@@ -196,6 +199,7 @@ impl Executor {
             tasks: check(before.tasks, after.tasks),
             scheduler: check(before.scheduler, after.scheduler),
             frozen: check(before.frozen, after.frozen),
+            irqs: check(irqs_found, self.irqs.changed()),
             actions,
             kept,
             guest_us: t0.elapsed().as_micros() as u64,

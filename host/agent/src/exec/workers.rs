@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use schedbox_ops::results::WorkerMetrics;
+use schedbox_ops::results::{WorkerMetrics, WorkerStat};
 use schedbox_ops::{AffinityIntent, WorkSpec, WorkType, WorkerCount};
 use schedbox_wire::Owner;
 
@@ -33,6 +33,8 @@ pub struct Worker {
     pub shm: Rc<Shm>,
     /// False once reaped.
     pub alive: bool,
+    /// When it was started (its wall time counts from here).
+    pub started: Instant,
 }
 
 /// The CPUs a worker in `cgroup` (`None`: the runner's) may use.
@@ -103,7 +105,9 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
     let allowed = allowed_cpus(cgroup, topo)?;
     let n = count(spec, allowed.len(), cgroup.is_none())?;
     let group = worker::group_size(&spec.work).max(1);
-    let shm = Rc::new(Shm::create(n as usize).map_err(|e| format!("creating the workers' shared page: {e}"))?);
+    let hist_cpus = hist_cpus(topo);
+    let shm =
+        Rc::new(Shm::create(n as usize, hist_cpus).map_err(|e| format!("creating the workers' shared page: {e}"))?);
     let (report_r, report_w) = pipe()?;
     // The agent's copies of the pipe-io ends stay open until every worker inherited its own.
     let mut held: Vec<OwnedFd> = Vec::new();
@@ -135,6 +139,7 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
             cpus,
             shm_fd: shm.raw_fd(),
             slots: n,
+            hist_cpus: hist_cpus as u32,
             group_first: index - index % group,
             group_size: group,
             pipe,
@@ -159,6 +164,7 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
                 index,
                 shm: shm.clone(),
                 alive: true,
+                started: Instant::now(),
             }),
             Err(e) => return fail(&mut started, format!("starting worker {index} of {n}: {e}")),
         }
@@ -169,6 +175,16 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
         return fail(&mut started, e);
     }
     Ok(started)
+}
+
+/// CPU ids a worker's histogram counts: every possible CPU of the guest
+/// (`/sys/devices/system/cpu/possible`), at least every online one.
+fn hist_cpus(topo: &Topo) -> usize {
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .map(|s| crate::topology::parse_cpu_list(&s))
+        .unwrap_or_default();
+    let top = possible.iter().chain(&topo.online).max().copied().unwrap_or(0);
+    top as usize + 1
 }
 
 /// Kills the workers started so far and fails with `msg`.
@@ -258,6 +274,43 @@ pub fn metrics<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerM
             m
         })
         .collect()
+}
+
+/// One [`WorkerStat`] per worker, in order. Read before they stop.
+pub fn stats<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerStat> {
+    workers
+        .into_iter()
+        .map(|w| {
+            let s = if w.alive { procstat::read(w.pid) } else { Default::default() };
+            let slot = w.index as usize;
+            let [gap, gap_cpu, gap_at] = w.shm.gap(slot).map(|a| a.load(Ordering::Relaxed));
+            let wall_time_ns = w.started.elapsed().as_nanos() as u64;
+            WorkerStat {
+                cgroup: w.cgroup.clone(),
+                tid: w.pid,
+                index: w.index,
+                alive: w.alive,
+                work_units: w.shm.iterations(slot).load(Ordering::Relaxed),
+                cpu_time_ns: s.cpu_time_ns,
+                wall_time_ns,
+                off_cpu_ns: wall_time_ns.saturating_sub(s.cpu_time_ns),
+                run_delay_ns: s.run_delay_ns,
+                migrations: s.migrations,
+                max_gap_ns: gap,
+                max_gap_cpu: gap_cpu as u32,
+                max_gap_at_ns: gap_at,
+                cpus: w.shm.histogram(slot),
+            }
+        })
+        .collect()
+}
+
+/// A stopped worker's last counters: `alive` false.
+pub fn stopped(mut stats: Vec<WorkerStat>) -> Vec<WorkerStat> {
+    for s in &mut stats {
+        s.alive = false;
+    }
+    stats
 }
 
 fn empty_metrics(cgroup: &str) -> WorkerMetrics {

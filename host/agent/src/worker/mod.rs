@@ -33,6 +33,8 @@ pub struct WorkerSpec {
     /// The shared page (inherited descriptor) and its slot count.
     pub shm_fd: RawFd,
     pub slots: u32,
+    /// CPU ids the shared page's histograms count (`0..hist_cpus`).
+    pub hist_cpus: u32,
     /// The worker group this worker belongs to: slots `first..first + size`.
     pub group_first: u32,
     pub group_size: u32,
@@ -101,7 +103,8 @@ fn set_up(spec: &WorkerSpec) -> Result<Shm, String> {
     if let Some(cpus) = &spec.cpus {
         set_affinity(0, cpus).map_err(|e| format!("pinning to CPUs {cpus:?}: {e}"))?;
     }
-    Shm::open(spec.shm_fd, spec.slots as usize).map_err(|e| format!("mapping the shared stats page: {e}"))
+    Shm::open(spec.shm_fd, spec.slots as usize, spec.hist_cpus as usize)
+        .map_err(|e| format!("mapping the shared stats page: {e}"))
 }
 
 fn set_policy(policy: &SchedPolicy) -> Result<(), String> {
@@ -171,6 +174,7 @@ mod tests {
                 cpus: Some(vec![1, 3]),
                 shm_fd: 5,
                 slots: 4,
+                hist_cpus: 300,
                 group_first: 0,
                 group_size: group_size(&work),
                 pipe: Some((7, 8)),

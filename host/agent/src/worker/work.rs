@@ -1,5 +1,6 @@
 //! The work-type loops. Every loop calls [`Meter::tick`] once per iteration; the meter
-//! counts it and, at most once a millisecond, records the CPU the worker runs on.
+//! counts it, keeps the longest gap between two iterations (with the CPU the worker
+//! resumed on and when), and, at most once a millisecond, records the CPU it runs on.
 //!
 //! Group work types coordinate through futex words in the shared page; every wait is
 //! bounded (100 ms) and re-checks its condition, so a missed wake costs a delay, never a
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use schedbox_ops::{Phase, WorkType};
 
 use super::WorkerSpec;
-use crate::shm::{Shm, Word, HIST_CPUS};
+use crate::shm::{Shm, Word};
 
 /// `spin_loop` hints per spin-wait iteration.
 const SPIN_UNIT: u64 = 1024;
@@ -23,30 +24,53 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 struct Meter<'a> {
     shm: &'a Shm,
     slot: usize,
+    /// When the worker started metering.
+    start: Instant,
+    /// The last CPU sample.
     last: Instant,
+    /// The last iteration.
+    prev: Instant,
+    /// The longest gap so far, ns (a copy of the shared one, to compare against).
+    max_gap: u64,
+}
+
+fn current_cpu() -> i32 {
+    // SAFETY: sched_getcpu takes no arguments and only returns a value.
+    unsafe { libc::sched_getcpu() }
 }
 
 impl<'a> Meter<'a> {
     fn new(shm: &'a Shm, slot: usize) -> Self {
-        let mut m = Self { shm, slot, last: Instant::now() };
-        m.sample();
+        let now = Instant::now();
+        let mut m = Self { shm, slot, start: now, last: now, prev: now, max_gap: 0 };
+        m.sample(now);
         m
     }
 
     fn tick(&mut self) {
         self.shm.iterations(self.slot).fetch_add(1, Ordering::Relaxed);
-        if self.last.elapsed() >= Duration::from_millis(1) {
-            self.sample();
+        let now = Instant::now();
+        let gap = now.duration_since(self.prev).as_nanos() as u64;
+        self.prev = now;
+        if gap > self.max_gap {
+            self.max_gap = gap;
+            let [ns, cpu, at] = self.shm.gap(self.slot);
+            cpu.store(current_cpu().max(0) as u64, Ordering::Relaxed);
+            at.store(now.duration_since(self.start).as_nanos() as u64, Ordering::Relaxed);
+            ns.store(gap, Ordering::Relaxed);
+        }
+        if now.duration_since(self.last) >= Duration::from_millis(1) {
+            self.sample(now);
         }
     }
 
-    fn sample(&mut self) {
-        // SAFETY: sched_getcpu takes no arguments and only returns a value.
-        let cpu = unsafe { libc::sched_getcpu() };
-        if (0..HIST_CPUS as i32).contains(&cpu) {
-            self.shm.cpu_count(self.slot, cpu as usize).fetch_add(1, Ordering::Relaxed);
+    fn sample(&mut self, now: Instant) {
+        if let Ok(cpu) = usize::try_from(current_cpu()) {
+            if let Some(n) = self.shm.cpu_count(self.slot, cpu) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        self.last = Instant::now();
+        self.last = now;
     }
 }
 

@@ -9,7 +9,7 @@
 //! `since_change_ms` is set on the run's first setup or op only, when a change started it;
 //! `verdict` {scenario, path, verdict: pass|fail|skip|error|cancelled, messages, steps,
 //! duration_ms}; `reset` {verified, rebooted, reason, ms, guest_us, checked: {cgroups,
-//! tasks, scheduler, frozen: {found, remaining}}, actions, kept}; `error` {path,
+//! tasks, scheduler, frozen, irqs: {found, remaining}}, actions, kept}; `error` {path,
 //! component_sha, stage: read|load|plan|policy|staging, message}; `stopped` {reason, runs}.
 
 use std::io::Write;

@@ -120,18 +120,24 @@ impl Guest {
                     "tasks": check(r.map(|r| &r.tasks)),
                     "scheduler": check(r.map(|r| &r.scheduler)),
                     "frozen": check(r.map(|r| &r.frozen)),
+                    "irqs": check(r.map(|r| &r.irqs)),
                 },
                 "actions": r.map(|r| r.actions.clone()).unwrap_or_default(),
                 "kept": r.map(|r| r.kept.clone()).unwrap_or_default(),
             }),
         );
         if let Some(r) = r.filter(|_| o.verified) {
-            let found: Vec<String> =
-                [("cgroup", &r.cgroups), ("task", &r.tasks), ("scheduler", &r.scheduler), ("frozen", &r.frozen)]
-                    .iter()
-                    .filter(|(_, c)| !c.found.is_empty())
-                    .map(|(what, c)| format!("{} {what}(s)", c.found.len()))
-                    .collect();
+            let found: Vec<String> = [
+                ("cgroup", &r.cgroups),
+                ("task", &r.tasks),
+                ("scheduler", &r.scheduler),
+                ("frozen", &r.frozen),
+                ("steered IRQ", &r.irqs),
+            ]
+            .iter()
+            .filter(|(_, c)| !c.found.is_empty())
+            .map(|(what, c)| format!("{} {what}(s)", c.found.len()))
+            .collect();
             if found.is_empty() {
                 eprintln!("guest reset: verified clean in {:.1} ms (nothing was left)", o.ms);
             } else {
