@@ -1,6 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 scenario or validation failure, 2 usage or
 //! environment error.
 
+mod cache;
 mod inspect;
 mod kernel;
 mod nested;
@@ -48,6 +49,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Boot once, run every scenario, re-run each when its component changes (hot reload).
     Watch(watch::WatchArgs),
+    /// Show the on-disk caches; `gc` removes least recently used entries.
+    Cache(cache::CacheArgs),
     /// Run `schedbox ARGS...` inside an outer QEMU guest with nested virtualization, so
     /// `--backend kvm` works where /dev/kvm cannot boot a kernel; reports come back out.
     Nested(nested::NestedArgs),
@@ -196,5 +199,6 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Report(a) => report::run(a),
         Command::Watch(a) => watch::run(a),
         Command::Nested(a) => nested::run(a),
+        Command::Cache(a) => cache::run(a),
     }
 }

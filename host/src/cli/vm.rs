@@ -38,6 +38,10 @@ pub struct GuestArgs {
     /// Boot watchdog, seconds [default: $SCHEDBOX_BOOT_TIMEOUT, else 90; a nested run sets 300].
     #[arg(long)]
     pub boot_timeout: Option<u64>,
+    /// How long one request to the guest's agent may take, seconds, before the guest is
+    /// declared hung [30] (wait-payload has its own bound).
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
     /// A sched_ext scheduler attached for the whole run: attached at boot, restored at each
     /// scenario's end, started again by restart-scheduler (built in, or staged with --scheduler).
     #[arg(long, value_name = "NAME")]
@@ -87,6 +91,9 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
     let mut spec = machine::prepare_boot(&req).map_err(env)?;
     if let Some(secs) = g.boot_timeout {
         spec.boot_timeout = Duration::from_secs(secs);
+    }
+    if let Some(secs) = g.request_timeout {
+        spec.request_timeout = Duration::from_secs(secs.max(1));
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("booting a {topology} guest on {backend:?}"));

@@ -75,8 +75,18 @@ pub fn build_cached(spec: &InitramfsSpec, cache_dir: &Path) -> Result<PathBuf> {
     let dir = cache_dir.join("initramfs");
     let path = dir.join(format!("{key}.cpio"));
     if path.is_file() {
-        tracing::debug!(path = %path.display(), "initramfs cache hit");
-        return Ok(path);
+        // The name is the SHA-256 of the bytes: an entry that does not hash to it (a
+        // truncated write, a full disk, an edit) is rebuilt, never booted.
+        match file_digest(&path) {
+            Ok(found) if found == key => {
+                tracing::debug!(path = %path.display(), "initramfs cache hit");
+                super::prune::touch(&path);
+                return Ok(path);
+            }
+            Ok(_) => tracing::warn!(path = %path.display(), "initramfs cache entry is corrupt; rebuilding it"),
+            Err(e) => tracing::warn!(path = %path.display(), "initramfs cache entry unreadable ({e}); rebuilding it"),
+        }
+        let _ = fs::remove_file(&path);
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -88,7 +98,21 @@ pub fn build_cached(spec: &InitramfsSpec, cache_dir: &Path) -> Result<PathBuf> {
     }
     fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", tmp.display()))?;
     tracing::debug!(path = %path.display(), "initramfs written");
+    match super::prune::prune(&dir, ".cpio", super::prune::INITRAMFS_CACHE_MAX_BYTES) {
+        Ok(p) if !p.removed.is_empty() => {
+            tracing::info!("initramfs cache: removed {} least recently used entries", p.removed.len())
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("pruning the initramfs cache {}: {e}", dir.display()),
+    }
     Ok(path)
+}
+
+/// SHA-256 of a file's bytes, hex.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    let mut hash = HashWriter(Sha256::new());
+    std::io::copy(&mut File::open(path)?, &mut hash)?;
+    Ok(hex::encode(hash.0.finalize()))
 }
 
 fn write_checked(image: &Initramfs, tmp: &Path, key: &str) -> Result<()> {

@@ -7,11 +7,13 @@ mod cached;
 mod image;
 pub(crate) mod libs;
 mod newc;
+mod prune;
 
 use std::path::PathBuf;
 
 pub use cached::{build_cached, InitramfsSpec, MODULES_DIR, STAGING_DIR};
 pub use image::{FileSource, Initramfs};
+pub use prune::{prune, touch, Pruned, INITRAMFS_CACHE_MAX_BYTES};
 
 /// Why an initramfs could not be assembled or written.
 #[derive(Debug, thiserror::Error)]

@@ -194,3 +194,20 @@ fn build_cached_refuses_non_modules_stray_staging_and_missing_files() {
     assert!(err.contains("missing") && err.contains("/init"), "{err}");
     assert!(!cache.join("initramfs").exists() || fs::read_dir(cache.join("initramfs")).unwrap().count() == 0);
 }
+
+#[test]
+fn a_corrupt_cache_entry_is_rebuilt_not_booted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = tmp.path().join("agent");
+    fs::write(&agent, vec![7u8; 100_000]).unwrap();
+    let spec = InitramfsSpec { agent, modules: vec![], staged: vec![] };
+    let cache = tmp.path().join("cache");
+    let path = build_cached(&spec, &cache).unwrap();
+    let good = fs::read(&path).unwrap();
+    // Truncated (a full disk, a killed writer), then empty: each is rebuilt under its name.
+    for broken in [&good[..good.len() / 2], &[][..]] {
+        fs::write(&path, broken).unwrap();
+        assert_eq!(build_cached(&spec, &cache).unwrap(), path);
+        assert_eq!(fs::read(&path).unwrap(), good);
+    }
+}

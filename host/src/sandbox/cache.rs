@@ -48,6 +48,7 @@ impl ComponentCache {
     /// The compiled component for `key`, if a valid entry exists.
     pub fn get(&self, engine: &Engine, key: &[u8; 32]) -> Option<Component> {
         let bytes = fs::read(self.path(key)).ok()?;
+        crate::initramfs::touch(&self.path(key));
         if bytes.len() < HEADER || &bytes[..8] != MAGIC || &bytes[8..40] != key {
             return None;
         }
@@ -81,6 +82,8 @@ impl ComponentCache {
         tmp.1.write_all(&body)?;
         tmp.1.sync_all()?;
         fs::rename(&tmp.0, self.path(key))?;
+        // Bounded: the least recently used entries go (each engine version has its own directory).
+        crate::initramfs::prune(&self.dir, ".cwasm", crate::initramfs::INITRAMFS_CACHE_MAX_BYTES)?;
         Ok(())
     }
 }
