@@ -11,6 +11,8 @@
 //! [`GuestGrants`](super::GuestGrants): refused where the policy's `reads = false`
 //! applies to the component.
 
+use std::time::{Duration, Instant};
+
 use schedbox_wire::{is_host_side, HostOpOutput, RequestBody};
 
 use super::Run;
@@ -25,6 +27,15 @@ impl Run<'_> {
         for req in self.m.guest_requests() {
             let kind = req.op.kind().wit_name();
             let t0 = std::time::Instant::now();
+            if let Err(why) = self.guest_budget.take(t0) {
+                if let Err(e) = self.reply(req.id, Err(why.clone())) {
+                    tracing::debug!("{e}");
+                }
+                if self.guest_budget.note_refusal() {
+                    self.notes.push(format!("guest-initiated {kind} (request {}): refused: {why}", req.id));
+                }
+                continue;
+            }
             let result = self.run_guest_request(&req);
             let us = t0.elapsed().as_micros();
             let note = match &result {
@@ -101,4 +112,94 @@ fn describe(out: &HostOpOutput) -> String {
         s.push_str(&format!(", snapshot {:?}", snap.name));
     }
     s
+}
+
+/// Most guest requests one scenario's processes may have run; later ones are refused.
+pub const MAX_GUEST_REQUESTS: u32 = 1_000;
+/// Guest requests served per second, sustained; a burst of twice that is allowed.
+pub const GUEST_REQUESTS_PER_SEC: f64 = 50.0;
+/// Refusals noted one by one in the notes; later ones are only counted.
+const NOTED_REFUSALS: u32 = 20;
+
+/// The bound on guest requests of one scenario: a total cap and a token-bucket rate, so a
+/// payload flooding the socket cannot grow the results, the notes and the report without
+/// end, nor hold the executor in freeze rendezvous.
+pub(super) struct Budget {
+    served: u32,
+    refused: u32,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Budget {
+    pub(super) fn new(now: Instant) -> Self {
+        Self { served: 0, refused: 0, tokens: 2.0 * GUEST_REQUESTS_PER_SEC, last: now }
+    }
+
+    /// Takes one request's allowance at `now`, or says why there is none.
+    pub(super) fn take(&mut self, now: Instant) -> Result<(), String> {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * GUEST_REQUESTS_PER_SEC).min(2.0 * GUEST_REQUESTS_PER_SEC);
+        let refused = if self.served >= MAX_GUEST_REQUESTS {
+            format!("this scenario's guest processes already had {MAX_GUEST_REQUESTS} host-side ops run (the cap)")
+        } else if self.tokens < 1.0 {
+            format!(
+                "more than {GUEST_REQUESTS_PER_SEC} host-side ops per second asked from the guest (the rate bound); \
+                 retry after {:?}",
+                Duration::from_secs_f64((1.0 - self.tokens) / GUEST_REQUESTS_PER_SEC)
+            )
+        } else {
+            self.tokens -= 1.0;
+            self.served += 1;
+            return Ok(());
+        };
+        self.refused += 1;
+        Err(refused)
+    }
+
+    /// Counts a refusal's note: `true` while it should still be written out.
+    fn note_refusal(&self) -> bool {
+        self.refused <= NOTED_REFUSALS
+    }
+
+    /// Adds one note for the refusals not noted one by one.
+    pub(super) fn summarise(&self, notes: &mut Vec<String>) {
+        if self.refused > NOTED_REFUSALS {
+            notes.push(format!(
+                "{} more guest-initiated requests were refused by the cap or rate bound (not listed)",
+                self.refused - NOTED_REFUSALS
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_cut_to_the_burst_then_the_rate_and_the_cap() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(t0);
+        let burst = (0..1000).filter(|_| b.take(t0).is_ok()).count();
+        assert_eq!(burst, 2 * GUEST_REQUESTS_PER_SEC as usize);
+        let err = b.take(t0).unwrap_err();
+        assert!(err.contains("per second"), "{err}");
+        // One second later, one second's worth more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..1000).filter(|_| b.take(t1).is_ok()).count(), GUEST_REQUESTS_PER_SEC as usize);
+        // However slowly they come, the cap holds.
+        let mut t = t1 + Duration::from_secs(1);
+        let mut served = 150;
+        while b.take(t).is_ok() {
+            served += 1;
+            t += Duration::from_secs(1);
+        }
+        assert_eq!(served, MAX_GUEST_REQUESTS as usize);
+        assert!(b.take(t + Duration::from_secs(60)).unwrap_err().contains("the cap"));
+        let mut notes = Vec::new();
+        b.summarise(&mut notes);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
 }

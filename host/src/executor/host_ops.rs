@@ -39,6 +39,7 @@ pub fn run_host_ops(m: &mut dyn Machine, ops: &[Op]) -> HostOpsOutcome {
         watch_log: Default::default(),
         // No scenario runs, so no guest request is served here.
         grants: &NO_REQUESTS,
+        guest_budget: super::guest_requests::Budget::new(std::time::Instant::now()),
     };
     let mut outcomes: Vec<Result<(), String>> = ops
         .iter()

@@ -134,6 +134,8 @@ struct Run<'a> {
     watches: usize,
     watch_log: crate::monitor::WatchLog,
     grants: &'a GuestGrants,
+    /// How many guest requests this scenario's processes may still have run.
+    guest_budget: guest_requests::Budget,
 }
 
 impl Run<'_> {
@@ -227,6 +229,7 @@ pub fn execute_observed(
         watches: 0,
         watch_log: Default::default(),
         grants,
+        guest_budget: guest_requests::Budget::new(Instant::now()),
     };
     let mut exec = Execution::default();
     let n = stream.steps.len();
@@ -315,6 +318,7 @@ pub fn execute_observed(
         exec.error = Some(format!("teardown left {}", exec.leftovers.join(", ")));
     }
     exec.results = run.results;
+    run.guest_budget.summarise(&mut run.notes);
     exec.notes = run.notes;
     exec.rendezvous = run.monitor.rendezvous;
     exec.duration = start.elapsed();
