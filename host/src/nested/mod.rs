@@ -250,12 +250,32 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
             }
         }
     }
-    Ok(NestedOutcome {
-        exit: result.exit,
-        outputs: outputs.into_iter().map(|(p, b)| (PathBuf::from(p), b)).collect(),
-        initramfs_bytes,
-        wall,
-    })
+    let (outputs, strays) = requested_only(&spec.outputs, outputs);
+    if !strays.is_empty() {
+        tracing::warn!("the outer guest sent back files nobody asked for; not written: {}", strays.join(", "));
+    }
+    Ok(NestedOutcome { exit: result.exit, outputs, initramfs_bytes, wall })
+}
+
+/// The outputs the outer guest sent back that were asked for (`requested`, each at most
+/// once), and the paths of the others. The guest runs code this host did not check (a
+/// scenario's payloads, a kernel under test): what it returns must not choose where the
+/// host writes.
+fn requested_only(
+    requested: &[PathBuf],
+    got: Vec<(String, Option<Vec<u8>>)>,
+) -> (Vec<(PathBuf, Option<Vec<u8>>)>, Vec<String>) {
+    let mut kept: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+    let mut strays = Vec::new();
+    for (path, bytes) in got {
+        let p = PathBuf::from(&path);
+        if requested.contains(&p) && !kept.iter().any(|(k, _)| *k == p) {
+            kept.push((p, bytes));
+        } else {
+            strays.push(path);
+        }
+    }
+    (kept, strays)
 }
 
 /// The outer guest's kallsyms, sent back by the first run with a kernel.
@@ -432,6 +452,23 @@ impl Staged<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requested_outputs_come_back_once() {
+        let requested = vec![PathBuf::from("/home/u/r.json"), PathBuf::from("/home/u/p.svg")];
+        let got = vec![
+            ("/home/u/r.json".to_owned(), Some(b"{}".to_vec())),
+            ("/root/.bashrc".to_owned(), Some(b"evil".to_vec())),
+            ("/home/u/r.json".to_owned(), Some(b"second".to_vec())),
+            ("/home/u/p.svg".to_owned(), None),
+        ];
+        let (kept, strays) = requested_only(&requested, got);
+        assert_eq!(
+            kept,
+            vec![(PathBuf::from("/home/u/r.json"), Some(b"{}".to_vec())), (PathBuf::from("/home/u/p.svg"), None)]
+        );
+        assert_eq!(strays, vec!["/root/.bashrc".to_owned(), "/home/u/r.json".to_owned()]);
+    }
 
     #[test]
     fn staged_paths_must_be_absolute_text() {
