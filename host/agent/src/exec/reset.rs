@@ -126,6 +126,8 @@ impl Executor {
         let t0 = Instant::now();
         let boot = self.sched.has_boot();
         let before = survey(self.sched.boot_pid(), boot);
+        // Before the teardown, which restores them too.
+        let irqs_found = self.irqs.changed();
         let mut actions = Vec::new();
         let mut phases = vec![("survey", t0.elapsed())];
         let mut lap = Instant::now();
@@ -160,7 +162,6 @@ impl Executor {
                 Err(e) => actions.push(format!("could not remove {}: {e}", relative(parent))),
             }
         }
-        let irqs_found = self.irqs.changed();
         actions.extend(self.irqs.restore());
         if boot {
             // Its loader is kept by the kill above; this restores it if it is not attached.
@@ -182,6 +183,8 @@ impl Executor {
         gone(&before.tasks, &after.tasks, "ended", &mut actions);
         gone(&before.cgroups, &after.cgroups, "removed cgroup", &mut actions);
         gone(&before.scheduler, &after.scheduler, "detached the scheduler:", &mut actions);
+        let irqs_after = self.irqs.changed();
+        gone(&irqs_found, &irqs_after, "restored", &mut actions);
         let mut kept = Vec::new();
         if let (true, Some(pid), true) = (boot, self.sched.boot_pid(), after.scheduler.is_empty()) {
             kept.push(format!(
@@ -199,7 +202,7 @@ impl Executor {
             tasks: check(before.tasks, after.tasks),
             scheduler: check(before.scheduler, after.scheduler),
             frozen: check(before.frozen, after.frozen),
-            irqs: check(irqs_found, self.irqs.changed()),
+            irqs: check(irqs_found, irqs_after),
             actions,
             kept,
             guest_us: t0.elapsed().as_micros() as u64,
