@@ -257,15 +257,15 @@ pub fn run(spec: &NestedSpec, console: &mut dyn FnMut(&[u8])) -> Result<NestedOu
     Ok(NestedOutcome { exit: result.exit, outputs, initramfs_bytes, wall })
 }
 
+/// An output file: where it goes on the host, and its bytes (`None`: not written).
+type Output = (PathBuf, Option<Vec<u8>>);
+
 /// The outputs the outer guest sent back that were asked for (`requested`, each at most
 /// once), and the paths of the others. The guest runs code this host did not check (a
 /// scenario's payloads, a kernel under test): what it returns must not choose where the
 /// host writes.
-fn requested_only(
-    requested: &[PathBuf],
-    got: Vec<(String, Option<Vec<u8>>)>,
-) -> (Vec<(PathBuf, Option<Vec<u8>>)>, Vec<String>) {
-    let mut kept: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+fn requested_only(requested: &[PathBuf], got: Vec<(String, Option<Vec<u8>>)>) -> (Vec<Output>, Vec<String>) {
+    let mut kept: Vec<Output> = Vec::new();
     let mut strays = Vec::new();
     for (path, bytes) in got {
         let p = PathBuf::from(&path);
