@@ -104,6 +104,25 @@ fn cold_reads_advance_and_per_cpu_clocks_differ() {
     assert!(snap.vcpus.iter().filter(|v| v.rip >= 0xffff_8000_0000_0000).count() >= 2, "{:?}", snap.vcpus);
     assert_eq!(snap.sched_ext_state, "disabled");
     assert!(snap.values.iter().any(|(n, _)| n == "cpu3.rq.clock"));
+    // A per-cpu field is read at its own width: `rq.nr_running` is 4 bytes, so a u64
+    // read (which would take 4 bytes of the next field) fails its step; u32 works.
+    let nr_running = |w| Op::read_kernel_cold("nr", KernelTarget::per_cpu_field("runqueues", "nr_running", 1), w);
+    let wide = execute(
+        m.as_mut(),
+        &stream(vec![Step::new(vec![nr_running(KernelValueWidth::U64)], HoldSpec::fixed_ms(0))]),
+        &PayloadDefaults::new(),
+    );
+    let err = wide.results.steps[0].error.clone().unwrap_or_default();
+    assert!(err.starts_with("step 0, op 0 (read-kernel-cold): "), "{err}");
+    assert!(err.contains("runqueues.nr_running") && err.contains("4 bytes wide, not 8: access it as u32"), "{err}");
+    assert!(wide.results.kernel_reads.is_empty(), "{:?}", wide.results.kernel_reads);
+    let exact = execute(
+        m.as_mut(),
+        &stream(vec![Step::new(vec![nr_running(KernelValueWidth::U32)], HoldSpec::fixed_ms(0))]),
+        &PayloadDefaults::new(),
+    );
+    assert!(exact.results.steps[0].status == StepStatus::Passed, "{:?}", exact.results.steps);
+    assert!(matches!(exact.results.kernel_reads[0].value, KernelValue::U32(_)), "{:?}", exact.results.kernel_reads);
     m.power_off().unwrap();
 }
 

@@ -41,18 +41,43 @@ const KERNEL_PGD: &[&str] = &["init_top_pgt", "swapper_pg_dir"];
 const KERNEL_HALF: u64 = 0xff00_0000_0000_0000;
 
 /// A target resolved to a guest physical address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
     pub kva: u64,
     pub gpa: u64,
     /// Bytes physically contiguous from `gpa` (the rest of the page for a
     /// page-table walk; unbounded for the image and the direct map).
     pub span: u64,
+    /// A struct field target (`per-cpu-field`, `task-field`): its name and size in
+    /// bytes (BTF); an access must match it.
+    pub field: Option<(String, u64)>,
 }
 
 impl Resolved {
     fn linear(kva: u64, gpa: u64) -> Self {
-        Self { kva, gpa, span: u64::MAX }
+        Self { kva, gpa, span: u64::MAX, field: None }
+    }
+
+    fn sized(mut self, name: String, size: Option<u64>) -> Self {
+        self.field = size.map(|n| (name, n));
+        self
+    }
+
+    /// Fails when an access of `len` bytes (`exact`: a u32/u64; else a bytes read) does
+    /// not fit the field: a wider one would take bytes of the next field, a narrower
+    /// u32/u64 half of this one.
+    fn check_width(&self, len: usize, exact: bool) -> Result<(), String> {
+        let Some((name, size)) = &self.field else { return Ok(()) };
+        let fits = if exact { len as u64 == *size } else { len as u64 <= *size };
+        if fits {
+            return Ok(());
+        }
+        let as_int = match size {
+            4 => "access it as u32".to_owned(),
+            8 => "access it as u64".to_owned(),
+            n => format!("access it as bytes({n})"),
+        };
+        Err(format!("{name} is {size} bytes wide, not {len}: {as_int}"))
     }
 
     /// Fails when `len` bytes would run past the physically contiguous span.
@@ -183,7 +208,7 @@ impl Monitor {
                 } else {
                     // A module's symbol: modules are mapped page by page.
                     let t = self.walk(m, kva).map_err(|e| format!("symbol {s:?}: {e}"))?;
-                    Ok(Resolved { kva, gpa: t.gpa, span: t.span() })
+                    Ok(Resolved { kva, gpa: t.gpa, span: t.span(), field: None })
                 }
             }
             KernelTarget::Direct(kva) => Ok(Resolved::linear(*kva, self.direct_gpa(m, *kva)?)),
@@ -198,11 +223,12 @@ impl Monitor {
                 let off = read_u64(m, self.image_gpa(m, offsets + 8 * u64::from(*cpu))?)?;
                 let loc = self.btf()?.field(st, field)?;
                 let kva = base.wrapping_add(off).wrapping_add(loc.offset);
-                Ok(Resolved::linear(kva, self.direct_gpa(m, kva)?))
+                let name = format!("per-cpu-field {symbol}.{field} (struct {st})");
+                Ok(Resolved::linear(kva, self.direct_gpa(m, kva)?).sized(name, loc.size))
             }
             KernelTarget::Kva(kva) => {
                 let t = self.walk(m, *kva).map_err(|e| format!("kva target: {e}"))?;
-                Ok(Resolved { kva: *kva, gpa: t.gpa, span: t.span() })
+                Ok(Resolved { kva: *kva, gpa: t.gpa, span: t.span(), field: None })
             }
             KernelTarget::TaskField { pid, expected_start_time_ns, field } => {
                 self.task_field(m, *pid, *expected_start_time_ns, field)
@@ -268,6 +294,7 @@ impl Monitor {
     ) -> Result<KernelValue, String> {
         let r = self.resolve(m, t)?;
         r.check_len(width.len())?;
+        r.check_width(width.len(), !matches!(width, KernelValueWidth::Bytes(_)))?;
         let mut buf = vec![0u8; width.len()];
         m.guest_ram().read(r.gpa, &mut buf).map_err(|e| format!("reading {:#x} (gpa {:#x}): {e}", r.kva, r.gpa))?;
         Ok(match width {
@@ -281,6 +308,7 @@ impl Monitor {
     pub fn write(&mut self, m: &mut dyn Machine, w: &KernelWrite) -> Result<(), String> {
         let r = self.resolve(m, &w.target)?;
         r.check_len(w.value.width())?;
+        r.check_width(w.value.width(), !matches!(w.value, KernelValue::Bytes(_)))?;
         let mem = m.guest_ram().memory();
         let at = GuestAddress(r.gpa);
         let err = |e: vm_memory::GuestMemoryError| format!("writing {:#x} (gpa {:#x}): {e}", r.kva, r.gpa);
@@ -311,6 +339,21 @@ fn read_u64(m: &dyn Machine, gpa: u64) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::Resolved;
+
+    #[test]
+    fn field_accesses_must_match_the_field_width() {
+        let nr_running = Resolved::linear(0x1000, 0x1000).sized("per-cpu-field runqueues.nr_running".into(), Some(4));
+        let e = nr_running.check_width(8, true).unwrap_err();
+        assert_eq!(e, "per-cpu-field runqueues.nr_running is 4 bytes wide, not 8: access it as u32");
+        assert!(nr_running.check_width(4, true).is_ok());
+        assert!(nr_running.check_width(2, false).is_ok(), "a bytes read of part of it");
+        assert!(nr_running.check_width(5, false).is_err());
+        let clock = Resolved::linear(0, 0).sized("per-cpu-field runqueues.clock".into(), Some(8));
+        assert!(clock.check_width(4, true).unwrap_err().ends_with("access it as u64"));
+        assert!(Resolved::linear(0, 0).check_width(8, true).is_ok(), "a symbol has no field width");
+    }
+
     #[test]
     fn per_cpu_symbols_map_to_structs() {
         assert_eq!(super::per_cpu_struct("runqueues"), Some("rq"));

@@ -170,7 +170,7 @@ impl Monitor {
         }
         let kva = task + loc.offset;
         let gpa = self.pointer_gpa(m, kva).map_err(err)?;
-        Ok(Resolved::linear(kva, gpa))
+        Ok(Resolved::linear(kva, gpa).sized(what, loc.size))
     }
 }
 
