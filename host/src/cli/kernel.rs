@@ -66,6 +66,9 @@ fn describe(event: &FetchEvent) -> String {
             let names: Vec<_> = packages.iter().map(|p| p.name.as_str()).collect();
             format!("downloading {} ({:.1} MB)", names.join(", "), *bytes as f64 / 1e6)
         }
+        FetchEvent::Downloaded { done, total } => {
+            format!("downloaded {:.1} of {:.1} MB", *done as f64 / 1e6, *total as f64 / 1e6)
+        }
         FetchEvent::Unpacking { package } => format!("unpacking {package}"),
         FetchEvent::Installed { release } => format!("installed {release}"),
     }
@@ -76,6 +79,23 @@ fn fetch(cache: &KernelCache, modules: bool, refresh: bool) -> anyhow::Result<u8
     let bar = spinner();
     let mut progress = |e: FetchEvent| {
         let line = describe(&e);
+        match e {
+            // The byte count goes on the bar, not into the log.
+            FetchEvent::Downloaded { done, total } => {
+                bar.set_length(total.max(done));
+                bar.set_position(done);
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {bar:30} {bytes}/{total_bytes} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                return;
+            }
+            FetchEvent::Unpacking { .. } => bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+            _ => {}
+        }
         bar.suspend(|| tracing::info!("{line}"));
         bar.set_message(line);
     };

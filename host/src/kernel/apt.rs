@@ -92,13 +92,15 @@ impl PrivateApt {
         parse_show(package, &out)
     }
 
-    /// Download `packages` (exact versions) into `debs_dir()`; returns the .deb paths in order.
-    pub fn download(&self, packages: &[&PackageRecord]) -> Result<Vec<PathBuf>> {
+    /// Download `packages` (exact versions) into `debs_dir()`; returns the .deb paths in
+    /// order. While apt-get runs, `on_bytes` hears how many bytes have arrived so far
+    /// (every 200 ms).
+    pub fn download(&self, packages: &[&PackageRecord], on_bytes: &mut dyn FnMut(u64)) -> Result<Vec<PathBuf>> {
         let debs = self.debs_dir();
         let mut cmd = self.command(&self.tools.apt_get);
         cmd.current_dir(&debs).args(["-q", "download"]);
         cmd.args(packages.iter().map(|p| format!("{}={}", p.name, p.version)));
-        run(&mut cmd, "apt-get download")?;
+        run_watched(&mut cmd, "apt-get download", &mut || on_bytes(tree_bytes(&debs)))?;
         packages
             .iter()
             .map(|p| {
@@ -122,6 +124,39 @@ fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
         let f = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
         f.starts_with(&prefix) && f.ends_with(".deb")
     })
+}
+
+/// [`run`], calling `tick` every 200 ms while the command runs.
+fn run_watched(cmd: &mut Command, what: &str, tick: &mut dyn FnMut()) -> Result<String> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(move || {
+            let out = run(cmd, what);
+            let _ = done_tx.send(());
+            out
+        });
+        while done_rx.recv_timeout(std::time::Duration::from_millis(200)).is_err() {
+            if runner.is_finished() {
+                break;
+            }
+            tick();
+        }
+        tick();
+        runner.join().unwrap_or_else(|_| Err(anyhow::anyhow!("{what}: the thread running it panicked")))
+    })
+}
+
+/// Bytes of the files under `dir` (apt writes partial downloads below it too).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {

@@ -45,13 +45,33 @@ impl Default for FetchOptions {
 /// What a fetch is doing, for a progress display.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FetchEvent {
-    UpdatingLists { mirror: String },
-    ListsFresh { age_secs: u64 },
-    Resolved { release: String },
-    AlreadyCached { release: String },
-    Downloading { packages: Vec<PackageRecord>, bytes: u64 },
-    Unpacking { package: String },
-    Installed { release: String },
+    UpdatingLists {
+        mirror: String,
+    },
+    ListsFresh {
+        age_secs: u64,
+    },
+    Resolved {
+        release: String,
+    },
+    AlreadyCached {
+        release: String,
+    },
+    Downloading {
+        packages: Vec<PackageRecord>,
+        bytes: u64,
+    },
+    /// `done` of the `Downloading` event's `bytes` have arrived.
+    Downloaded {
+        done: u64,
+        total: u64,
+    },
+    Unpacking {
+        package: String,
+    },
+    Installed {
+        release: String,
+    },
 }
 
 /// Fetch the newest sid kernel into `cache` (no download when it is already there).
@@ -133,7 +153,8 @@ pub fn fetch_modules(
     }
     progress(FetchEvent::Downloading { packages: vec![record.clone()], bytes: record.size });
     clear_debs(&apt.debs_dir())?;
-    let debs = apt.download(&[&record])?;
+    let total = record.size;
+    let debs = apt.download(&[&record], &mut |done| progress(FetchEvent::Downloaded { done, total }))?;
     let staging = entry.dir.join(".modules-staging");
     recreate(&staging)?;
     progress(FetchEvent::Unpacking { package: name.clone() });
@@ -184,7 +205,9 @@ fn install(
     let bytes = records.iter().map(|r| r.size).sum();
     progress(FetchEvent::Downloading { packages: records.to_vec(), bytes });
     clear_debs(&apt.debs_dir())?;
-    let debs = apt.download(&records.iter().collect::<Vec<_>>())?;
+    let debs = apt.download(&records.iter().collect::<Vec<_>>(), &mut |done| {
+        progress(FetchEvent::Downloaded { done, total: bytes })
+    })?;
     let staging = cache.staging_dir(release)?;
     let root = staging.join("root");
     for (deb, rec) in debs.iter().zip(records) {
