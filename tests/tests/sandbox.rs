@@ -193,7 +193,7 @@ fn forbidden_imports_are_refused_before_instantiation() {
     let sb = TestSandbox::new(test_limits());
     let path = wat("forbidden-import");
     let err = match sb.load_file(&path) {
-        Ok(_) => panic!("a component importing sockets and acme:evil/api was accepted"),
+        Ok(_) => panic!("a component importing wasi:keyvalue and acme:evil/api was accepted"),
         Err(e) => e,
     };
     let display = err.to_string();
@@ -203,17 +203,38 @@ fn forbidden_imports_are_refused_before_instantiation() {
     };
     assert_eq!(label, path.display().to_string());
     let names: Vec<&str> = refused.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["wasi:sockets/tcp@0.2.0", "acme:evil/api"]);
+    assert_eq!(names, ["wasi:keyvalue/store@0.2.0", "acme:evil/api"]);
     assert!(refused.iter().all(|v| !v.allowed && !v.reason.is_empty()));
     assert!(display.contains("forbidden-import.wat"), "does not name the file: {display}");
     assert!(display.contains("refused before instantiation"), "{display}");
-    assert!(display.contains("  - wasi:sockets/tcp@0.2.0: "), "{display}");
+    assert!(display.contains("  - wasi:keyvalue/store@0.2.0: "), "{display}");
     assert!(display.contains("  - acme:evil/api: not part of the schedbox contract"), "{display}");
 
     // judge_imports reports the same verdicts without refusing.
     let bytes = fs::read(&path).unwrap();
-    let verdicts = sb.judge_imports("forbidden-import.wat", &bytes).expect("judging compiles it");
+    let verdicts = sb.judge_imports("forbidden-import.wat", &bytes).expect("judging reads the import section");
     assert_eq!(verdicts, refused);
+}
+
+/// Imports are judged from the import section before the component is
+/// compiled: a component whose code cannot compile is refused for its imports
+/// (not for its code), and without the import the compile error shows.
+#[test]
+fn imports_are_judged_before_compiling() {
+    let sb = TestSandbox::new(test_limits());
+    let body = r#"
+        (core module $m (func (export "f") (result i32)))
+        (core instance $i (instantiate $m))
+        (func (export "describe") (result u32) (canon lift (core func $i "f")))"#;
+    let forbidden = format!(r#"(component (import "acme:evil/api" (instance)) {body})"#);
+    let err = sb.load_bytes("uncompilable.wat", forbidden.as_bytes()).err().expect("refused");
+    assert!(matches!(err, SandboxError::ForbiddenImports { .. }), "judged after compiling: {err}");
+    let verdicts = sb.judge_imports("uncompilable.wat", forbidden.as_bytes()).expect("nothing is compiled");
+    assert_eq!(verdicts.len(), 1);
+    assert!(!verdicts[0].allowed);
+    let clean = format!("(component {body})");
+    let err = sb.load_bytes("uncompilable.wat", clean.as_bytes()).err().expect("its code does not compile");
+    assert!(matches!(err, SandboxError::Compile { .. }), "{err}");
 }
 
 #[test]

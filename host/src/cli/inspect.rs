@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use schedbox::policy::{Request, RequestKind, Requests, Subject, TrustedBy, Violation};
+use schedbox::sandbox::imports;
 
 use super::{Failure, SandboxArgs};
 
@@ -38,9 +39,17 @@ struct PolicyView {
     source: String,
     trusted: Option<TrustedBy>,
     wasi_linked: bool,
+    /// The WASI interfaces linked (empty when WASI is not), each with what it grants.
+    wasi_interfaces: Vec<WasiInterface>,
     bounds: Vec<BoundView>,
     requests: Vec<Request>,
     violations: Vec<Violation>,
+}
+
+#[derive(serde::Serialize)]
+struct WasiInterface {
+    name: &'static str,
+    grants: &'static str,
 }
 
 /// One bound: what the planned stream uses (`None`: not known before it runs) and the limit.
@@ -72,6 +81,15 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         source: policy.describe_source(),
         trusted: describe.as_ref().and_then(|d| policy.trusted_by(subject, &d.name)),
         wasi_linked: policy.wasi,
+        wasi_interfaces: if policy.wasi {
+            imports::WASI_ALLOWED
+                .iter()
+                .chain(imports::WASI_INERT)
+                .map(|&(name, grants)| WasiInterface { name, grants })
+                .collect()
+        } else {
+            Vec::new()
+        },
         bounds: Vec::new(),
         requests: Vec::new(),
         violations: Vec::new(),
@@ -131,7 +149,8 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         println!("imports");
         for i in &report.imports {
             let mark = if i.allowed { "ok     " } else { "REFUSED" };
-            let why = if i.reason.is_empty() { String::new() } else { format!(" — {}", i.reason) };
+            let why = if i.allowed { &i.grants } else { &i.reason };
+            let why = if why.is_empty() { String::new() } else { format!(" — {why}") };
             println!("  {mark} {}{why}", i.name);
         }
         println!("exports");
@@ -163,6 +182,12 @@ fn print_policy(p: &PolicyView) {
         None => "not trusted".into(),
     };
     println!("policy {} — {trust}, WASI {}", p.source, if p.wasi_linked { "linked" } else { "not linked" });
+    if !p.wasi_interfaces.is_empty() {
+        println!("  WASI linked for any scenario (0.2.x), and what each grants");
+        for w in &p.wasi_interfaces {
+            println!("    {:<32} {}", w.name, w.grants);
+        }
+    }
     println!("  bounds");
     for b in &p.bounds {
         let uses = b.uses.map(|u| format!("{u} of ")).unwrap_or_default();

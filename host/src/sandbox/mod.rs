@@ -246,15 +246,23 @@ impl Sandbox {
             // Same bytes under another name: errors must name this file.
             return Ok(Arc::new(LoadedScenario { label: label.to_owned(), ..(*hit).clone() }));
         }
-        let (component, from_cache) = self.compile(label, &key, bytes)?;
-        let verdicts = imports::check(&self.engine, &component, self.config.wasi);
+        // Imports are judged from the import section, before the (seconds-long) compile.
+        let verdicts = self.judge_imports(label, bytes)?;
         let refused: Vec<ImportVerdict> = verdicts.iter().filter(|v| !v.allowed).cloned().collect();
         if !refused.is_empty() {
             return Err(SandboxError::ForbiddenImports { label: label.to_owned(), refused });
         }
+        let (component, from_cache) = self.compile(label, &key, bytes)?;
         let not_scenario =
             |e: wasmtime::Error| SandboxError::NotAScenario { label: label.to_owned(), message: format!("{e:#}") };
-        let pre = self.linker.instantiate_pre(&component).map_err(not_scenario)?;
+        let pre = if verdicts.iter().any(|v| imports::needs_stubs(&v.name)) {
+            // HTTP client interfaces: trapping stubs, in a linker of this component's own.
+            let mut linker = self.linker.clone();
+            imports::link_inert(&mut linker, &self.engine, &component).map_err(not_scenario)?;
+            linker.instantiate_pre(&component).map_err(not_scenario)?
+        } else {
+            self.linker.instantiate_pre(&component).map_err(not_scenario)?
+        };
         let pre = ScenarioPre::new(pre).map_err(not_scenario)?;
         let loaded =
             Arc::new(LoadedScenario { label: label.to_owned(), digest: key, from_cache, imports: verdicts, pre });
@@ -264,23 +272,20 @@ impl Sandbox {
         Ok(loaded)
     }
 
-    /// The component's import list, judged, whether or not it may run.
+    /// The component's import list, judged, whether or not it may run. Reads
+    /// the import section only: nothing is compiled.
     pub fn judge_imports(&self, label: &str, bytes: &[u8]) -> Result<Vec<ImportVerdict>, SandboxError> {
-        let (component, _) = self.compile(label, &digest(bytes), bytes)?;
-        Ok(imports::check(&self.engine, &component, self.config.wasi))
+        Ok(imports::check_names(&self.declared(label, bytes)?.imports, self.config.wasi))
+    }
+
+    /// The component's top-level imports and exports, read without compiling.
+    fn declared(&self, label: &str, bytes: &[u8]) -> Result<imports::Declared, SandboxError> {
+        check_header(label, bytes)?;
+        imports::declared(bytes).map_err(|message| SandboxError::Compile { label: label.to_owned(), message })
     }
 
     fn compile(&self, label: &str, key: &[u8; 32], bytes: &[u8]) -> Result<(Component, bool), SandboxError> {
-        let is_text = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count() < bytes.len()
-            && bytes.first().is_some_and(|b| *b == b'(' || b.is_ascii_whitespace() || *b == b';');
-        if !is_text {
-            if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-                return Err(SandboxError::NotWasm { label: label.to_owned() });
-            }
-            if bytes[4..8] != LAYER_COMPONENT {
-                return Err(SandboxError::CoreModule { label: label.to_owned() });
-            }
-        }
+        check_header(label, bytes)?;
         if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&self.engine, key)) {
             return Ok((c, true));
         }
@@ -310,6 +315,11 @@ impl Sandbox {
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
             .insecure_random_seed(0)
+            // Sockets are linked (toolchains import them by default) but grant nothing.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .allow_blocking_current_thread(false)
             .build();
         let state = HostState {
@@ -376,31 +386,44 @@ impl Sandbox {
         let mut store = self.store();
         let inst = self.instantiate(sc, &mut store)?;
         store.data_mut().recorder.phase = Phase::Check;
+        store.data_mut().recorder.step_metrics = results.step_metrics.clone();
         let r = inst.call_check(&mut store, &results.into()).map_err(|e| classify(scenario, "check", e));
         Ok(finish_call(&sc.label, &store, r)?.into())
     }
 }
 
-/// Lines of guest stderr appended to a trap's message (a panic message lives there).
-const STDERR_TAIL: usize = 8;
+/// Lines of guest stderr appended to a trap's message (a panic message or traceback lives there).
+const STDERR_TAIL: usize = 12;
 
-/// Logs what the guest wrote to stdout/stderr under the scenario's name, and
-/// appends the tail of its stderr to a trap or bound error.
+/// Logs what the guest wrote to stdout/stderr under the scenario's name (at
+/// `info`; at `warn`, so without `-v`, when the call failed), and appends to a
+/// trap or bound error the last op call the host rejected (a guest that traps
+/// on an op-error it did not handle) and the tail of its stderr.
 fn finish_call<T>(label: &str, store: &Store<HostState>, r: Result<T, SandboxError>) -> Result<T, SandboxError> {
+    let failed = r.is_err();
     let mut stderr_tail = Vec::new();
     for (stream, pipe) in [("stdout", &store.data().stdout), ("stderr", &store.data().stderr)] {
         let bytes = pipe.contents();
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines() {
-            tracing::info!(target: "schedbox::guest", scenario = label, stream, "{line}");
+            if failed {
+                tracing::warn!(target: "schedbox::guest", scenario = label, stream, "{line}");
+            } else {
+                tracing::info!(target: "schedbox::guest", scenario = label, stream, "{line}");
+            }
         }
         if stream == "stderr" {
             let lines: Vec<&str> = text.lines().collect();
             stderr_tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].iter().map(|l| l.to_string()).collect();
         }
     }
+    let last_rejection = store.data().recorder.rejections.last().map(|e| e.to_string());
     r.map_err(|mut e| {
         if let SandboxError::Trap { message, .. } | SandboxError::Bound { message, .. } = &mut e {
+            if let Some(rejected) = &last_rejection {
+                message.push_str("\nlast op call the host rejected (the guest got this op-error back): ");
+                message.push_str(rejected);
+            }
             if !stderr_tail.is_empty() {
                 message.push_str("\nguest stderr (last lines):\n  ");
                 message.push_str(&stderr_tail.join("\n  "));
@@ -450,9 +473,23 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
 }
 
 impl Sandbox {
-    /// Names of the component's exports.
+    /// Names of the component's exports, read without compiling.
     pub fn export_names(&self, label: &str, bytes: &[u8]) -> Result<Vec<String>, SandboxError> {
-        let (component, _) = self.compile(label, &digest(bytes), bytes)?;
-        Ok(component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect())
+        Ok(self.declared(label, bytes)?.exports)
     }
+}
+
+/// Refuses what is not a component binary (or WAT text) before any parsing.
+fn check_header(label: &str, bytes: &[u8]) -> Result<(), SandboxError> {
+    let is_text = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count() < bytes.len()
+        && bytes.first().is_some_and(|b| *b == b'(' || b.is_ascii_whitespace() || *b == b';');
+    if !is_text {
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(SandboxError::NotWasm { label: label.to_owned() });
+        }
+        if bytes[4..8] != LAYER_COMPONENT {
+            return Err(SandboxError::CoreModule { label: label.to_owned() });
+        }
+    }
+    Ok(())
 }
