@@ -270,3 +270,33 @@ fn a_payload_that_outlives_its_wait_is_killed_with_its_output_and_the_guest_stay
     assert!(!all.contains("booting a fresh one"), "the guest was not lost: {all}");
     assert_eq!(r["scenarios"][1]["verdict"], "pass", "the same guest runs the next scenario: {r:#}");
 }
+
+#[test]
+fn sigterm_during_vm_info_boot_powers_off_and_leaves_nothing() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+        .args(["-v", "vm", "info", "--topology", "1n1l2c1t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("schedbox starts");
+    let pid = child.id();
+    // Wait for QEMU to be up (the boot is under way), then stop schedbox.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let qemu = loop {
+        let found = children(pid).into_iter().find(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.starts_with("qemu-system"))
+        });
+        if let Some(q) = found {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "no QEMU started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) on the child we started; it touches no memory.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{all}");
+    assert!(!process_exists(qemu), "QEMU {qemu} outlived schedbox");
+    assert_eq!(scratch_of(pid), Vec::<PathBuf>::new(), "scratch files left behind");
+}
