@@ -15,6 +15,7 @@ mod go_scenarios;
 mod prereqs;
 mod scenarios;
 mod scheduler;
+mod script_scenarios;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,6 +67,7 @@ fn build_scenarios(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = scenarios::build_rust_scenarios(root)?;
     built.extend(c_scenarios::build_c_scenarios(root)?);
     built.extend(go_scenarios::build_go_scenarios(root)?);
+    built.extend(script_scenarios::build_script_scenarios(root)?);
     built.extend(fixtures::build_fixtures(root)?);
     built.push(agent::build_agent(root)?);
     built.push(scheduler::build_fixture_scheduler(root)?);

@@ -401,19 +401,23 @@ const STDERR_TAIL: usize = 12;
 /// on an op-error it did not handle) and the tail of its stderr.
 fn finish_call<T>(label: &str, store: &Store<HostState>, r: Result<T, SandboxError>) -> Result<T, SandboxError> {
     let failed = r.is_err();
+    // A trap or bound error carries the stderr tail; the rest is logged.
+    let carries_tail = matches!(r, Err(SandboxError::Trap { .. } | SandboxError::Bound { .. }));
     let mut stderr_tail = Vec::new();
     for (stream, pipe) in [("stdout", &store.data().stdout), ("stderr", &store.data().stderr)] {
         let bytes = pipe.contents();
         let text = String::from_utf8_lossy(&bytes);
-        for line in text.lines() {
-            if failed {
+        let lines: Vec<&str> = text.lines().collect();
+        let tail_start =
+            if stream == "stderr" && carries_tail { lines.len().saturating_sub(STDERR_TAIL) } else { lines.len() };
+        for (i, line) in lines.iter().enumerate() {
+            if failed && i < tail_start {
                 tracing::warn!(target: "schedbox::guest", scenario = label, stream, "{line}");
             } else {
                 tracing::info!(target: "schedbox::guest", scenario = label, stream, "{line}");
             }
         }
         if stream == "stderr" {
-            let lines: Vec<&str> = text.lines().collect();
             stderr_tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].iter().map(|l| l.to_string()).collect();
         }
     }
@@ -446,6 +450,9 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
     };
     if let Some(m) = e.downcast_ref::<MemoryBoundError>() {
         return bound(Bound::Memory, m.to_string());
+    }
+    if let Some(call) = e.downcast_ref::<imports::InertCall>() {
+        return SandboxError::Trap { scenario, export, message: format!("{call}{backtrace}") };
     }
     if let Some(b) = e.downcast_ref::<BoundError>() {
         let kind = match b {
