@@ -240,6 +240,8 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
                 .args(["-d".as_ref(), wit.as_os_str(), "-w".as_ref(), "scenario".as_ref(), "componentize".as_ref()])
                 .args(["-p".as_ref(), src.as_os_str(), "-p".as_ref(), sdk.as_os_str()])
                 .args(["app".as_ref(), "-o".as_ref(), out.as_os_str()])
+                // No __pycache__ in the source tree.
+                .env("PYTHONDONTWRITEBYTECODE", "1")
                 .current_dir(src)
                 .status()
         }
