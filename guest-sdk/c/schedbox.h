@@ -17,7 +17,8 @@
  *     use an index in 0..2`;
  *   - `sb_checker_t` with `sb_expect`, `sb_expect_eq`, `sb_expect_steps_passed`
  *     and `sb_fail` collects a verdict; `sb_procs`, `sb_worker_metrics`,
- *     `sb_kernel_read_u64` look into the results;
+ *     `sb_kernel_read_u64` look into the results; `sb_step_metrics` fetches the
+ *     guest's state at each step's end (`sb_step_cgroup` looks into one);
  *   - `SB_EXPORT_SCENARIO(describe, run, check)` defines the three exports.
  *
  * Everything here is `static inline`: include it from the one `.c` file that
@@ -744,6 +745,32 @@ static inline const uint32_t *sb_procs(const sb_results_t *r, const char *tag, s
 static inline const sb_worker_metrics_t *sb_worker_metrics(const sb_results_t *r, const char *cgroup) {
     for (size_t i = 0; i < r->workers.len; i++)
         if (sb_str_eq(r->workers.ptr[i].cgroup, cgroup)) return &r->workers.ptr[i];
+    return NULL;
+}
+
+/* The step metrics (the `metrics` import): the guest at the end of each step that
+ * reached its end, in step order, read after the step's hold and before its teardown.
+ * Fetch them once in `check` with `sb_step_metrics()` (empty outside `check`) and
+ * release them with `sb_step_metrics_free`. */
+typedef schedbox_scenario_metrics_list_step_metrics_t sb_step_metrics_list_t;
+typedef schedbox_scenario_metrics_step_metrics_t sb_step_metrics_t;
+typedef schedbox_scenario_metrics_cgroup_state_t sb_cgroup_state_t;
+typedef schedbox_scenario_metrics_worker_stat_t sb_worker_stat_t;
+
+static inline sb_step_metrics_list_t sb_step_metrics(void) {
+    sb_step_metrics_list_t l = {0};
+    schedbox_scenario_metrics_steps(&l);
+    return l;
+}
+
+static inline void sb_step_metrics_free(sb_step_metrics_list_t *l) {
+    schedbox_scenario_metrics_list_step_metrics_free(l);
+}
+
+/* The live cgroup `name` at the end of step metrics `s`, or NULL. */
+static inline const sb_cgroup_state_t *sb_step_cgroup(const sb_step_metrics_t *s, const char *name) {
+    for (size_t i = 0; i < s->cgroups.len; i++)
+        if (sb_str_eq(s->cgroups.ptr[i].name, name)) return &s->cgroups.ptr[i];
     return NULL;
 }
 

@@ -1,8 +1,11 @@
 //! What executing a stream produced and the scenario's verdict (types in
-//! `schedbox-ops`), converted to and from the WIT records here only.
+//! `schedbox-ops`), converted to and from the WIT records here only. The WIT
+//! `results` record leaves `step_metrics` out: `check` fetches them through the
+//! `metrics` import (see `sandbox::recorder`).
 
 pub use schedbox_ops::results::*;
 
+use crate::contract::schedbox::scenario::metrics as witm;
 use crate::contract::schedbox::scenario::types as wit;
 
 impl From<Results> for wit::Results {
@@ -50,19 +53,7 @@ impl From<Results> for wit::Results {
                 .into_iter()
                 .map(|k| wit::KernelRead { tag: k.tag, value: k.value.into() })
                 .collect(),
-            workers: r
-                .workers
-                .into_iter()
-                .map(|w| wit::WorkerMetrics {
-                    cgroup: w.cgroup,
-                    workers: w.workers,
-                    iterations: w.iterations,
-                    cpu_time_ns: w.cpu_time_ns,
-                    run_delay_ns: w.run_delay_ns,
-                    migrations: w.migrations,
-                    cpus: w.cpus.into_iter().map(|(cpu, count)| wit::CpuCount { cpu, count }).collect(),
-                })
-                .collect(),
+            workers: r.workers.into_iter().map(wit_worker_metrics).collect(),
             payloads: r
                 .payloads
                 .into_iter()
@@ -75,6 +66,66 @@ impl From<Results> for wit::Results {
                     stderr_tail: p.stderr_tail,
                 })
                 .collect(),
+        }
+    }
+}
+
+fn wit_worker_metrics(w: WorkerMetrics) -> wit::WorkerMetrics {
+    wit::WorkerMetrics {
+        cgroup: w.cgroup,
+        workers: w.workers,
+        iterations: w.iterations,
+        cpu_time_ns: w.cpu_time_ns,
+        run_delay_ns: w.run_delay_ns,
+        migrations: w.migrations,
+        cpus: w.cpus.into_iter().map(|(cpu, count)| wit::CpuCount { cpu, count }).collect(),
+    }
+}
+
+impl From<StepMetrics> for witm::StepMetrics {
+    fn from(s: StepMetrics) -> Self {
+        witm::StepMetrics {
+            step: s.step,
+            cgroups: s
+                .cgroups
+                .into_iter()
+                .map(|c| witm::CgroupState {
+                    name: c.name,
+                    backdrop: c.backdrop,
+                    cpus_effective: c.cpus_effective,
+                    frozen: c.frozen,
+                    usage_usec: c.usage_usec,
+                    procs: c.procs,
+                    metrics: wit_worker_metrics(c.metrics),
+                })
+                .collect(),
+            workers: s
+                .workers
+                .into_iter()
+                .map(|w| witm::WorkerStat {
+                    cgroup: w.cgroup,
+                    tid: w.tid,
+                    index: w.index,
+                    alive: w.alive,
+                    work_units: w.work_units,
+                    cpu_time_ns: w.cpu_time_ns,
+                    wall_time_ns: w.wall_time_ns,
+                    off_cpu_ns: w.off_cpu_ns,
+                    run_delay_ns: w.run_delay_ns,
+                    migrations: w.migrations,
+                    max_gap_ns: w.max_gap_ns,
+                    max_gap_cpu: w.max_gap_cpu,
+                    max_gap_at_ns: w.max_gap_at_ns,
+                    cpus: w.cpus.into_iter().map(|(cpu, count)| wit::CpuCount { cpu, count }).collect(),
+                })
+                .collect(),
+            irqs: s
+                .irqs
+                .into_iter()
+                .map(|i| witm::IrqAffinity { irq: i.irq, affinity: i.affinity, effective: i.effective })
+                .collect(),
+            sched_ext_state: s.sched_ext_state,
+            sched_ext_ops: s.sched_ext_ops,
         }
     }
 }

@@ -155,3 +155,32 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// Step metrics of a freeze-resume run (four steps, cgroup `workers`): as the kernel
+/// shows a freeze that lasts from step 1 into step 2, or (`broken`) one that the end
+/// of step 1 thawed, so that `workers` runs in step 2.
+pub fn freeze_resume_step_metrics(broken: bool) -> Vec<schedbox::results::StepMetrics> {
+    use schedbox::results::{CgroupState, StepMetrics, WorkerMetrics};
+    // (frozen, usage_usec, iterations) at the end of each step.
+    let mut at = [(false, 1000, 50), (true, 1200, 60), (true, 1200, 60), (false, 2000, 90)];
+    if broken {
+        at[2] = (false, 1700, 75);
+    }
+    at.iter()
+        .enumerate()
+        .map(|(i, &(frozen, usage_usec, iterations))| StepMetrics {
+            step: i as u32,
+            cgroups: vec![CgroupState {
+                name: "workers".into(),
+                backdrop: true,
+                cpus_effective: vec![0, 1],
+                frozen,
+                usage_usec,
+                procs: 2,
+                metrics: WorkerMetrics { cgroup: "workers".into(), workers: 2, iterations, ..WorkerMetrics::default() },
+            }],
+            sched_ext_state: "disabled".into(),
+            ..StepMetrics::default()
+        })
+        .collect()
+}

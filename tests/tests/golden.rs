@@ -65,3 +65,43 @@ fn each_example_emits_what_its_name_promises() {
         assert!(swap.contains(&k), "sched-swap lacks {k:?}");
     }
 }
+
+/// freeze-resume's check judges the step metrics, and none of its checks passes on
+/// missing data: it passes a freeze that lasts into step 2, and fails one that the end
+/// of step 1 thawed (the step-teardown thaw this project had before) and results
+/// without step metrics or worker metrics.
+#[test]
+fn freeze_resume_notices_a_thawed_freeze_and_missing_data() {
+    use schedbox::results::{CgroupProcs, Outcome, Results, StepResult, StepStatus, WorkerMetrics};
+    let sandbox = TestSandbox::new(SandboxLimits::default());
+    let loaded = sandbox.load_file(&example("rust", "freeze-resume")).unwrap();
+    let results = |broken| Results {
+        steps: (0..4)
+            .map(|index| StepResult { index, status: StepStatus::Passed, error: None, duration_ms: 10 })
+            .collect(),
+        cgroup_procs: vec![CgroupProcs { tag: "frozen-procs".into(), cgroup: "workers".into(), pids: vec![7, 8] }],
+        workers: vec![WorkerMetrics { cgroup: "workers".into(), workers: 2, iterations: 90, ..Default::default() }],
+        step_metrics: schedbox_tests::freeze_resume_step_metrics(broken),
+        ..Results::default()
+    };
+    let judge = |r: Results| sandbox.check(&loaded, "freeze-resume", r).unwrap();
+    let ok = judge(results(false));
+    assert_eq!(ok.outcome, Outcome::Pass, "{:?}", ok.messages);
+    let thawed = judge(results(true));
+    assert_eq!(thawed.outcome, Outcome::Fail);
+    assert_eq!(
+        thawed.messages,
+        [
+            "step 2: `workers` was thawed before unfreeze-cgroup",
+            "step 2: the frozen cgroup used CPU: usage_usec 1200 -> 1700",
+            "step 2: the frozen workers made progress: 60 -> 75 iterations",
+        ]
+    );
+    let no_steps = judge(Results { step_metrics: vec![], ..results(false) });
+    assert_eq!(
+        (no_steps.outcome, no_steps.messages.as_slice()),
+        (Outcome::Fail, &["step metrics: 0 steps, want 4".to_owned()][..])
+    );
+    let no_workers = judge(Results { workers: vec![], ..results(false) });
+    assert_eq!(no_workers.messages, ["no worker metrics for cgroup `workers`"]);
+}

@@ -136,7 +136,16 @@ fn sample_results() -> Vec<schedbox::results::Results> {
     };
     // cpuset-split wants exactly two steps.
     let good_two_steps = Results { steps: good.steps[..2].to_vec(), ..good.clone() };
-    vec![Results::default(), good, good_two_steps, bad, missing]
+    // freeze-resume's four steps with the step metrics of a freeze that lasts into
+    // step 2, and of one thawed at the end of step 1; and step metrics of too few steps.
+    let four = |broken| Results {
+        steps: (0..4u32).map(|index| StepResult { index, ..good.steps[0].clone() }).collect(),
+        step_metrics: schedbox_tests::freeze_resume_step_metrics(broken),
+        ..good.clone()
+    };
+    let (freeze_good, freeze_broken) = (four(false), four(true));
+    let short = Results { step_metrics: freeze_good.step_metrics[..2].to_vec(), ..good.clone() };
+    vec![Results::default(), good, good_two_steps, bad, missing, freeze_good, freeze_broken, short]
 }
 
 /// `check` of each C example gives the Rust example's verdict, messages

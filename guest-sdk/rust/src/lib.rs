@@ -152,8 +152,15 @@ pub mod ops {
     pub use crate::bindings::schedbox::scenario::ops::*;
 }
 
+/// The `metrics` import: the guest at the end of each step, for `check`
+/// (see [`step_metrics`]).
+pub mod metrics {
+    pub use crate::bindings::schedbox::scenario::metrics::*;
+}
+
 pub use builders::IntoMillis;
 pub use op::Op;
+pub use scenario::step_metrics;
 pub use scenario::{Checker, Scenario};
 pub use stream::{emit, Backdrop, Step};
 #[doc(no_inline)]
@@ -165,12 +172,13 @@ pub use types::{
 
 /// Everything a scenario usually needs: `use schedbox_scenario::prelude::*;`.
 pub mod prelude {
+    pub use crate::metrics::{CgroupState, StepMetrics, WorkerStat};
     pub use crate::types::{
         AffinityIntent, CgroupDef, CpusetSpec, HoldSpec, IrqSelector, KernelFeature, KernelTarget, KernelValue,
         KernelValueWidth, KernelWrite, OpError, Outcome, Phase, Results, ScenarioInfo, SchedPolicy, SpawnPlacement,
         StepStatus, Topology, Verdict, WorkSpec, WorkType, WorkerCount, WorkerMetrics,
     };
-    pub use crate::{emit, Backdrop, Checker, IntoMillis, Op, Scenario, Step};
+    pub use crate::{emit, step_metrics, Backdrop, Checker, IntoMillis, Op, Scenario, Step};
 }
 
 /// Export a [`Scenario`] implementation as the component's `describe`, `run`

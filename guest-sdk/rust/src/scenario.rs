@@ -1,6 +1,7 @@
 //! The [`Scenario`] trait and the describe/check helpers.
 
 use crate::builders::IntoMillis;
+use crate::metrics::{CgroupState, StepMetrics, WorkerStat};
 use crate::types::{
     CgroupProcs, KernelFeature, KernelValue, Outcome, PayloadExit, ScenarioInfo, Snapshot, StepResult, StepStatus,
     Topology, Verdict, WorkerMetrics,
@@ -189,6 +190,27 @@ impl Results {
     /// How the payload `name` exited (the first one of that name).
     pub fn payload_exit(&self, name: &str) -> Option<&PayloadExit> {
         self.payloads.iter().find(|p| p.name == name)
+    }
+}
+
+/// The step metrics of the run `check` judges: one entry per step that reached its
+/// end, in step order, read in the guest after the step's hold and before its
+/// teardown (every live cgroup with its resolved cpuset, frozen state and CPU usage;
+/// every worker's counters; steered IRQs; sched_ext's state). Empty outside `check`,
+/// and on a host that ran no step. Call it once per `check`: each call copies them.
+pub fn step_metrics() -> Vec<StepMetrics> {
+    crate::metrics::steps()
+}
+
+impl StepMetrics {
+    /// The live cgroup `name` at the end of this step, if it was there.
+    pub fn cgroup(&self, name: &str) -> Option<&CgroupState> {
+        self.cgroups.iter().find(|c| c.name == name)
+    }
+
+    /// The workers of `cgroup` ("" = the runner's cgroup) at the end of this step.
+    pub fn workers_of<'a>(&'a self, cgroup: &'a str) -> impl Iterator<Item = &'a WorkerStat> + 'a {
+        self.workers.iter().filter(move |w| w.cgroup == cgroup)
     }
 }
 

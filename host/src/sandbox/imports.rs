@@ -96,16 +96,16 @@ pub fn judge(name: &str, wasi: bool) -> ImportVerdict {
     };
     if let Some(iface) = base.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) {
         if !matches!(iface, "ops" | "types" | "metrics") {
-            return refuse(format!("{PACKAGE} has no interface {iface:?}; import only {PACKAGE}/ops, /types and /metrics"));
+            return refuse(format!(
+                "{PACKAGE} has no interface {iface:?}; import only {PACKAGE}/ops, /types and /metrics"
+            ));
         }
         return match version {
-            Some(v) if v.starts_with("0.1.") => {
-                allow(match iface {
-                    "ops" => "the op imports: calls recorded into the op stream",
-                    "metrics" => "the step metrics of the run `check` judges (read only)",
-                    _ => "types only",
-                })
-            }
+            Some(v) if v.starts_with("0.1.") => allow(match iface {
+                "ops" => "the op imports: calls recorded into the op stream",
+                "metrics" => "the step metrics of the run `check` judges (read only)",
+                _ => "types only",
+            }),
             Some(v) => refuse(format!(
                 "contract version {v} is not supported (this host speaks 0.1.x); build against this host's wit/"
             )),

@@ -1,7 +1,7 @@
 //! The `ops` imports: each call is converted to the op model, checked where it
 //! is made, and appended to the stream being recorded.
 
-use crate::contract::schedbox::scenario::{ops, types as wit};
+use crate::contract::schedbox::scenario::{metrics, ops, types as wit};
 use crate::op_model::*;
 use crate::validate::{ValidationError, Validator};
 
@@ -51,6 +51,8 @@ pub struct Recorder {
     count: usize,
     /// Every call-site rejection, in order; the first explains a failed `run`.
     pub(super) rejections: Vec<ValidationError>,
+    /// What the `metrics` import hands `check`: the step metrics of the run it judges.
+    pub(super) step_metrics: Vec<crate::results::StepMetrics>,
 }
 
 impl Recorder {
@@ -64,6 +66,7 @@ impl Recorder {
             open: None,
             count: 0,
             rejections: Vec::new(),
+            step_metrics: Vec::new(),
         }
     }
 
@@ -183,6 +186,13 @@ fn target_size(t: &wit::KernelTarget) -> usize {
 }
 
 impl wit::Host for Recorder {}
+
+impl metrics::Host for Recorder {
+    /// The run's step metrics while `check` runs; empty in `describe` and `run`.
+    fn steps(&mut self) -> wasmtime::Result<Vec<metrics::StepMetrics>> {
+        Ok(self.step_metrics.iter().cloned().map(Into::into).collect())
+    }
+}
 
 impl ops::Host for Recorder {
     fn open_backdrop(&mut self, cgroups: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {

@@ -26,8 +26,8 @@ use schedbox_ops::results::{WorkerMetrics, WorkerStat};
 use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
 
 use cpuset::Topo;
-use payload::Payload;
 pub use payload::set_wait_limit as set_payload_wait_limit;
+use payload::Payload;
 use workers::Worker;
 
 /// A managed cgroup.
