@@ -6,6 +6,8 @@
 //!   and the static guest agent (`target/x86_64-unknown-linux-musl/release/schedbox-agent`).
 //! - `setup`: only installs prerequisites (idempotent).
 //! - `bench`: runs the criterion benchmarks.
+//! - `install [--root DIR]`: `cargo install --path host` plus the guest agent and
+//!   fixture scheduler in schedbox's data directory, where the installed binary finds them.
 
 mod agent;
 mod c_scenarios;
@@ -33,8 +35,9 @@ fn main() -> Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root, &args[1..]),
+        "install" => install(&root, &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <demo|test|build-scenarios|setup|bench>");
+            println!("usage: cargo xtask <demo|test|build-scenarios|setup|bench|install [--root DIR]>");
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
@@ -133,6 +136,37 @@ fn test(root: &Path) -> Result<()> {
     run(root, "cargo", &["test", "--workspace"])?;
     run(root, "cargo", &["test", "--manifest-path", "guest-sdk/rust/Cargo.toml", "--target-dir", "target/sdk-host"])?;
     eprintln!("xtask test: all checks passed in {:.0} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo install --path host` (with `--root` when given), then the static guest
+/// binaries copied into the data directory the installed `schedbox` searches
+/// (`SCHEDBOX_DATA_DIR`, else `$XDG_DATA_HOME/schedbox`).
+fn install(root: &Path, extra: &[String]) -> Result<()> {
+    let agent = agent::build_agent(root)?;
+    let scheduler = scheduler::build_fixture_scheduler(root)?;
+    let data = match std::env::var_os("SCHEDBOX_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => directories::ProjectDirs::from("", "", "schedbox")
+            .context("no user data directory (set XDG_DATA_HOME or SCHEDBOX_DATA_DIR)")?
+            .data_dir()
+            .to_path_buf(),
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    for bin in [&agent, &scheduler] {
+        let name = bin.file_name().context("a binary has a name")?;
+        let dest = data.join(name);
+        // Through a temporary name, so a running guest's copy is never half-written.
+        let tmp = data.join(format!(".{}.tmp", name.to_string_lossy()));
+        std::fs::copy(bin, &tmp).with_context(|| format!("copying {} to {}", bin.display(), tmp.display()))?;
+        std::fs::rename(&tmp, &dest)?;
+        eprintln!("installed {}", dest.display());
+    }
+    // The workspace's target directory: what a release build left there is reused.
+    let mut args = vec!["install", "--locked", "--path", "host", "--target-dir", "target"];
+    args.extend(extra.iter().map(String::as_str));
+    run(root, "cargo", &args)?;
+    eprintln!("schedbox is installed; it finds its agent and fixture scheduler in {}", data.display());
     Ok(())
 }
 

@@ -18,10 +18,22 @@ use clap::{Args, Parser, Subcommand};
 use schedbox::policy::{Policy, Refused};
 use schedbox::sandbox::{Sandbox, SandboxConfig, SandboxError};
 
+/// `schedbox --version`: the package version, the contract and wire protocol
+/// versions this build speaks, and the git commit it was built from.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (contract {}, wire protocol {}, commit {})",
+        env!("CARGO_PKG_VERSION"),
+        schedbox::op_model::CONTRACT_VERSION,
+        schedbox_wire::VERSION,
+        env!("SCHEDBOX_GIT_COMMIT")
+    )
+});
+
 #[derive(Parser, Debug)]
 #[command(
     name = "schedbox",
-    version,
+    version = VERSION.as_str(),
     about = "Run sandboxed WebAssembly scheduler scenarios against a real Linux kernel"
 )]
 pub struct Cli {

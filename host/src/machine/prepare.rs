@@ -24,8 +24,19 @@ pub struct BootRequest {
 /// Module giving microvm its virtio transport (not built into Debian's kernel).
 pub const VIRTIO_MMIO: &str = "kernel/drivers/virtio/virtio_mmio.ko.xz";
 
+/// Where an installed schedbox keeps its guest binaries (`cargo xtask install`
+/// copies the agent and the fixture scheduler there): `SCHEDBOX_DATA_DIR`, else
+/// `$XDG_DATA_HOME/schedbox` (or the platform equivalent).
+pub fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SCHEDBOX_DATA_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "schedbox").map(|d| d.data_dir().to_path_buf())
+}
+
 /// The static agent binary: `SCHEDBOX_AGENT`, else next to this executable's
-/// target directory (`target/x86_64-unknown-linux-musl/release/`), else beside it.
+/// target directory (`target/x86_64-unknown-linux-musl/release/`), else beside
+/// it, else in the [`data_dir`].
 pub fn find_agent() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SCHEDBOX_AGENT") {
         let p = PathBuf::from(p);
@@ -38,11 +49,16 @@ pub fn find_agent() -> Result<PathBuf> {
     let dirs: Vec<&Path> = exe.ancestors().skip(1).take(4).collect();
     let musl = dirs.iter().map(|d| d.join("x86_64-unknown-linux-musl/release/schedbox-agent"));
     let beside = dirs.iter().map(|d| d.join("schedbox-agent"));
+    let data = data_dir().map(|d| d.join("schedbox-agent"));
     // A host (glibc) build of the agent sits in target/debug too: only a static binary can be /init.
-    musl.chain(beside).find(|p| is_static_elf(p)).with_context(|| {
-        "the guest agent binary was not found: build it with `cargo xtask build-scenarios` \
-         (it is target/x86_64-unknown-linux-musl/release/schedbox-agent) or set SCHEDBOX_AGENT"
-            .to_owned()
+    musl.chain(beside).chain(data.clone()).find(|p| is_static_elf(p)).with_context(|| {
+        format!(
+            "the guest agent binary was not found (looked beside {} and in {}): in a checkout, build it with \
+             `cargo xtask build-scenarios` (target/x86_64-unknown-linux-musl/release/schedbox-agent); \
+             `cargo xtask install` installs schedbox with it; or set SCHEDBOX_AGENT",
+            exe.display(),
+            data.map(|d| d.display().to_string()).unwrap_or_else(|| "no data directory".into())
+        )
     })
 }
 
@@ -77,8 +93,9 @@ pub fn stage_boot_scheduler(name: &str, staged: &mut Vec<(String, PathBuf)>, dir
 
 /// The static fixture scheduler loader: `SCHEDBOX_FIXTURE_SCHEDULER`, else where
 /// `cargo xtask build-scenarios` leaves it (`target/x86_64-unknown-linux-gnu/release/`,
-/// found from the agent's target directory), else beside the agent. `None` when it
-/// was not built: guests then have no built-in fixture scheduler.
+/// found from the agent's target directory), else beside the agent, else in the
+/// [`data_dir`]. `None` when it was not built: guests then have no built-in
+/// fixture scheduler.
 pub fn find_fixture_scheduler(agent: &Path) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SCHEDBOX_FIXTURE_SCHEDULER") {
         return Some(PathBuf::from(p)).filter(|p| is_static_elf(p));
@@ -86,7 +103,8 @@ pub fn find_fixture_scheduler(agent: &Path) -> Option<PathBuf> {
     const NAME: &str = "schedbox-fixture-scheduler";
     let target_dir = agent.ancestors().nth(3);
     let built = target_dir.map(|d| d.join("x86_64-unknown-linux-gnu/release").join(NAME));
-    built.into_iter().chain([agent.with_file_name(NAME)]).find(|p| is_static_elf(p))
+    let data = data_dir().map(|d| d.join(NAME));
+    built.into_iter().chain([agent.with_file_name(NAME)]).chain(data).find(|p| is_static_elf(p))
 }
 
 fn cache_dir() -> Result<PathBuf> {
@@ -106,8 +124,13 @@ pub fn prepare_boot(req: &BootRequest) -> Result<BootSpec> {
         );
     }
     let mut staged = req.staged.clone();
-    if let Some(fixture) = find_fixture_scheduler(&agent) {
-        staged.push((FIXTURE_SCHEDULER_GUEST.to_owned(), fixture));
+    match find_fixture_scheduler(&agent) {
+        Some(fixture) => staged.push((FIXTURE_SCHEDULER_GUEST.to_owned(), fixture)),
+        None => tracing::warn!(
+            "the fixture scheduler was not found (built by `cargo xtask build-scenarios`, installed by \
+             `cargo xtask install`, or SCHEDBOX_FIXTURE_SCHEDULER): this guest has no built-in {}",
+            BUILT_IN_SCHEDULERS.join(", ")
+        ),
     }
     let spec = InitramfsSpec { agent, modules: virtio_mmio.into_iter().collect(), staged };
     let initramfs = build_cached(&spec, &cache_dir()?).context("building the initramfs")?;
