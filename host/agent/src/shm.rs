@@ -11,14 +11,21 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// One worker's slot: `iterations` at 0, futex words at 8..40, the longest gap at 40
-/// (ns), the CPU it ended on at 48, when it ended at 56 (ns since the worker started),
-/// then one histogram counter per CPU id.
-const HEADER: usize = 64;
-const WORDS: usize = 8;
-const GAP_NS: usize = 40;
-const GAP_CPU: usize = 48;
-const GAP_AT_NS: usize = 56;
+/// One worker's slot: `iterations` at 0, futex words at 8..72, the longest gap at 72
+/// (ns), the CPU it ended on at 80, when it ended at 88 (ns since the worker started),
+/// a timestamp a waker posts at 96, two latency histograms (wake-up, request: a maximum
+/// then [`LAT_BUCKETS`] counters each), then one histogram counter per CPU id.
+const WORDS: usize = 16;
+const GAP_NS: usize = 72;
+const GAP_CPU: usize = 80;
+const GAP_AT_NS: usize = 88;
+const STAMP: usize = 96;
+const LAT: usize = 104;
+/// Latency buckets: values 0..4 exactly, then 4 per power of two up to 2^33 ns (8.6 s);
+/// the last bucket takes everything longer.
+pub const LAT_BUCKETS: usize = 132;
+const LAT_BYTES: usize = 8 + LAT_BUCKETS * 8;
+const HEADER: usize = LAT + 2 * LAT_BYTES;
 
 /// The futex words of a slot. Group-wide words live in the group leader's slot.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +42,43 @@ pub enum Word {
     Token = 4,
     /// A word nobody ever wakes (own slot).
     Never = 5,
+    /// A mutex (leader's slot): 0 free, else locked (a PI futex holds the owner's tid).
+    Lock = 6,
+    /// Items in a producer-consumer queue, or a herd's unclaimed token (leader's slot).
+    Count = 7,
+    /// The leader published its descriptors and pid (leader's slot).
+    Published = 8,
+    /// This worker's pid (own slot).
+    Pid = 9,
+    /// Descriptor numbers in the leader's process (own slot: the member's pipe ends).
+    FdA = 10,
+    FdB = 11,
+}
+
+/// Which latency histogram of a slot.
+#[derive(Clone, Copy, Debug)]
+pub enum Lat {
+    Wake = 0,
+    Request = 1,
+}
+
+/// The bucket of `ns` (see [`LAT_BUCKETS`]).
+pub fn lat_bucket(ns: u64) -> usize {
+    if ns < 4 {
+        return ns as usize;
+    }
+    let octave = 63 - ns.leading_zeros() as usize;
+    let sub = ((ns >> (octave - 2)) & 3) as usize;
+    (4 * (octave - 1) + sub).min(LAT_BUCKETS - 1)
+}
+
+/// The smallest value of bucket `b`.
+pub fn lat_bucket_floor(b: usize) -> u64 {
+    if b < 4 {
+        return b as u64;
+    }
+    let octave = b / 4 + 1;
+    (4 + (b % 4) as u64) << (octave - 2)
 }
 
 /// A shared mapping of `slots` worker slots.
@@ -137,6 +181,43 @@ impl Shm {
         [self.u64_at(slot, GAP_NS), self.u64_at(slot, GAP_CPU), self.u64_at(slot, GAP_AT_NS)]
     }
 
+    /// A timestamp a waker posts for `slot`'s worker (CLOCK_MONOTONIC ns).
+    pub fn stamp(&self, slot: usize) -> &AtomicU64 {
+        self.u64_at(slot, STAMP)
+    }
+
+    /// Records one latency sample of `slot`'s worker.
+    pub fn record(&self, slot: usize, which: Lat, ns: u64) {
+        let base = LAT + which as usize * LAT_BYTES;
+        self.u64_at(slot, base).fetch_max(ns, Ordering::Relaxed);
+        self.u64_at(slot, base + 8 + 8 * lat_bucket(ns)).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(samples, p50, p99, max)` of a latency histogram of `slot`; `None` without samples.
+    /// A percentile is the floor of its bucket, capped at the maximum.
+    pub fn latency(&self, slot: usize, which: Lat) -> Option<(u64, u64, u64, u64)> {
+        let base = LAT + which as usize * LAT_BYTES;
+        let max = self.u64_at(slot, base).load(Ordering::Relaxed);
+        let counts: Vec<u64> =
+            (0..LAT_BUCKETS).map(|b| self.u64_at(slot, base + 8 + 8 * b).load(Ordering::Relaxed)).collect();
+        let n: u64 = counts.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let pct = |p: u64| {
+            let rank = (n * p).div_ceil(100).max(1);
+            let mut seen = 0;
+            for (b, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return lat_bucket_floor(b).min(max);
+                }
+            }
+            max
+        };
+        Some((n, pct(50), pct(99), max))
+    }
+
     /// How often `slot`'s worker was seen on `cpu`; `None` for a CPU id the histogram
     /// does not count (never for a CPU of the guest the agent sized it for).
     pub fn cpu_count(&self, slot: usize, cpu: usize) -> Option<&AtomicU64> {
@@ -182,6 +263,34 @@ mod tests {
         assert_eq!(b.gap(1)[0].load(Ordering::Relaxed), 11);
         assert_eq!(b.gap(2)[0].load(Ordering::Relaxed), 0);
         assert!(b.cpu_count(0, 8).is_none());
+    }
+
+    #[test]
+    fn latency_buckets_are_monotonic_and_percentiles_land_in_them() {
+        let mut last = 0;
+        for ns in (0..100_000u64).chain([1 << 20, (1 << 33) - 1, 1 << 40, u64::MAX]) {
+            let b = lat_bucket(ns);
+            assert!(b >= last, "{ns}");
+            assert!(lat_bucket_floor(b) <= ns, "{ns} in bucket {b} floor {}", lat_bucket_floor(b));
+            if b < LAT_BUCKETS - 1 {
+                assert!(ns < lat_bucket_floor(b + 1), "{ns} below the next bucket");
+            }
+            last = b;
+        }
+        let a = Shm::create(2, 4).unwrap();
+        assert_eq!(a.latency(1, Lat::Wake), None);
+        for _ in 0..98 {
+            a.record(1, Lat::Wake, 1000);
+        }
+        a.record(1, Lat::Wake, 50_000);
+        a.record(1, Lat::Wake, 2_000_000);
+        let (n, p50, p99, max) = a.latency(1, Lat::Wake).unwrap();
+        assert_eq!((n, max), (100, 2_000_000));
+        assert!((768..=1000).contains(&p50), "{p50}");
+        assert!((40_000..=50_000).contains(&p99), "{p99}");
+        assert_eq!(a.latency(1, Lat::Request), None, "the histograms are separate");
+        assert_eq!(a.latency(0, Lat::Wake), None);
+        assert_eq!(a.histogram(1), vec![], "latency does not spill into the CPU histogram");
     }
 
     #[test]

@@ -105,6 +105,25 @@ pub struct WorkerStat {
     pub max_gap_at_ns: u64,
     /// (cpu, times seen there), sampled at most once a millisecond.
     pub cpus: Vec<(u32, u64)>,
+    /// Wake-up latency of the work types that measure it (timer-latency: lateness past
+    /// the programmed expiry; the wake paths and schbench: from the waker's post to the
+    /// wakee running; preempt-storm: the real-time worker's timer lateness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_latency: Option<Latency>,
+    /// Request latency of schbench (post to request done) and lock wait of
+    /// mutex-contention and priority-inversion (the high-priority worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_latency: Option<Latency>,
+}
+
+/// A latency distribution, cumulative since the worker started. Percentiles come from
+/// a log-linear histogram (4 buckets per power of two, so within 25 %).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
 }
 
 /// A live scenario cgroup as the kernel shows it at a step boundary.

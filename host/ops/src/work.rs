@@ -22,8 +22,15 @@ pub enum WorkType {
     PipeIo { burst_iters: u64 },
     /// Walk a `size_kib` buffer with `stride` bytes between touches.
     CachePressure { size_kib: u32, stride: u32 },
-    /// A chain of `depth` workers, each waking the next.
-    WakeChain { depth: u32 },
+    /// A chain of `depth` workers, each waking the next: through a futex word, or with
+    /// `pipe` through a pipe per hop (one byte); each hop first spins `work_iters`.
+    WakeChain {
+        depth: u32,
+        #[serde(default, skip_serializing_if = "is_false")]
+        pipe: bool,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        work_iters: u64,
+    },
     /// Fork a child that exits at once, repeat.
     ForkExit,
     /// Sleep `duration_ms` per iteration (a blocking worker).
@@ -32,6 +39,84 @@ pub enum WorkType {
     WaitOnFutex,
     /// Run the phases in order, repeat.
     Sequence(Vec<Phase>),
+    // --- CPU ---
+    /// Dependent integer multiply/xor/rotate chains: the ALU busy, no memory traffic.
+    AluHot,
+    /// Pairs, each pinned to the SMT siblings of one core of its allowed CPUs (core
+    /// picked by pair index), both spinning (a lone CPU if a core has no sibling).
+    SmtSiblingSpin,
+    /// Alternates `phase_ms` of ALU work with `phase_ms` of pointer chasing through a
+    /// `size_kib` buffer (high and low instructions per cycle).
+    IpcVariance { phase_ms: u64, size_kib: u32 },
+    // --- wake paths ---
+    /// One waker wakes `fan_out` waiters per round; each computes `compute_iters` and
+    /// acknowledges; the waiters record their wake-up latency.
+    FanOutCompute { fan_out: u32, compute_iters: u64 },
+    /// Pairs: the waker spins `waker_iters` then wakes the wakee, which spins
+    /// `wakee_iters` and hands back; the wakee records its wake-up latency.
+    AsymmetricWaker { waker_iters: u64, wakee_iters: u64 },
+    /// One writer signals an eventfd that `waiters` workers each watch with their own
+    /// edge-triggered epoll; every write wakes them all (wake-up latency recorded).
+    EpollStorm { waiters: u32 },
+    /// One waker wakes `waiters` workers on one futex at once; they race for a single
+    /// token and only the winner spins `work_iters` (wake-up latency recorded).
+    ThunderingHerd { waiters: u32, work_iters: u64 },
+    /// Sleeps `period_us` on an absolute timer and records how late it woke.
+    TimerLatency { period_us: u64 },
+    // --- benchmarks ---
+    /// schbench-style: one message worker wakes `workers` request workers per round,
+    /// each handles a request of `request_us` of CPU, then the messenger sleeps
+    /// `sleep_us`. Records wake-up latency and request latency (post to done).
+    Schbench { workers: u32, request_us: u64, sleep_us: u64 },
+    // --- churn ---
+    /// Spins and steps its own nice value through -20..=19 every `period_us`.
+    NiceSweep { period_us: u64 },
+    /// Spins and re-pins itself to another CPU of its allowed set every `period_us`.
+    AffinityChurn { period_us: u64 },
+    /// Pairs that re-pin each other (not themselves) every `period_us`.
+    CrossAffinityChurn { period_us: u64 },
+    /// Spins and cycles its own policy (other, batch, idle, fifo 1, rr 1) every
+    /// `period_us`.
+    PolicyChurn { period_us: u64 },
+    // --- contention ---
+    /// `contenders` workers share one futex mutex: lock, spin `hold_iters`, unlock,
+    /// spin `work_iters` (lock wait recorded as request latency).
+    MutexContention { contenders: u32, hold_iters: u64, work_iters: u64 },
+    /// Triples on one CPU: a SCHED_FIFO 10 worker holds a lock for `hold_iters`, a FIFO
+    /// 30 one takes it, a FIFO 20 one spins. `pi`: a PI futex (the holder is boosted);
+    /// otherwise a plain one (the high one can wait behind the middle one). The high
+    /// worker records its lock wait as request latency.
+    PriorityInversion { pi: bool, hold_iters: u64 },
+    /// Pairs on one CPU: a SCHED_FIFO 50 spinner and a normal spinner, which only runs
+    /// when the kernel throttles real-time tasks.
+    RtStarvation,
+    /// Pairs on one CPU: a SCHED_FIFO 50 worker that wakes every `period_us` (recording
+    /// its timer lateness) and spins `burst_iters`, preempting a normal spinner.
+    PreemptStorm { period_us: u64, burst_iters: u64 },
+    /// Pairs: one sends SIGUSR1 to the other in a loop; the other counts what it got.
+    SignalStorm,
+    /// `producers` workers fill a shared queue (bounded at 1024 items) that `consumers`
+    /// workers drain, each item costing `work_iters`.
+    ProducerConsumerImbalance { producers: u32, consumers: u32, work_iters: u64 },
+    // --- memory ---
+    /// Maps `size_kib` of anonymous memory, touches every page, unmaps, repeats.
+    PageFaultChurn { size_kib: u32 },
+    // --- sleep / cache ---
+    /// Spins `spin_iters`, sleeps `sleep_us`, repeats: many short idle entries.
+    IdleChurn { spin_iters: u64, sleep_us: u64 },
+    /// Walks a `size_kib` buffer, then yields.
+    CacheYield { size_kib: u32 },
+    /// Pairs that exchange a byte over pipes, each walking its `size_kib` buffer per
+    /// turn (the cache goes cold across each wake-up).
+    CachePipe { size_kib: u32 },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One phase of a [`WorkType::Sequence`].
@@ -54,6 +139,15 @@ pub enum SchedPolicy {
     Rr(u8),
     /// SCHED_EXT; needs an attached sched_ext scheduler.
     Ext,
+    /// SCHED_DEADLINE: `runtime_us` of CPU every `period_us`, due `deadline_us` after
+    /// each period starts (runtime <= deadline <= period). The kernel refuses it for a
+    /// task whose allowed CPUs are not a whole root domain (a cpuset or pinned worker)
+    /// and when the CPUs' deadline bandwidth is used up.
+    Deadline {
+        runtime_us: u64,
+        deadline_us: u64,
+        period_us: u64,
+    },
 }
 
 /// CPU affinity of each worker, resolved when the op applies.

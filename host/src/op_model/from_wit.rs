@@ -109,7 +109,7 @@ impl From<wit::WorkType> for WorkType {
             wit::WorkType::FutexFanOut(f) => Self::FutexFanOut { fan_out: f.fan_out, spin_iters: f.spin_iters },
             wit::WorkType::PipeIo(burst_iters) => Self::PipeIo { burst_iters },
             wit::WorkType::CachePressure(c) => Self::CachePressure { size_kib: c.size_kib, stride: c.stride },
-            wit::WorkType::WakeChain(depth) => Self::WakeChain { depth },
+            wit::WorkType::WakeChain(depth) => Self::WakeChain { depth, pipe: false, work_iters: 0 },
             wit::WorkType::ForkExit => Self::ForkExit,
             wit::WorkType::Sleep(duration_ms) => Self::Sleep { duration_ms },
             wit::WorkType::WaitOnFutex => Self::WaitOnFutex,

@@ -145,6 +145,26 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
             return Err(Problem::new(format!("real-time priority {p} is outside 1..=99"), "use a priority in 1..=99"));
         }
     }
+    if let SchedPolicy::Deadline { runtime_us, deadline_us, period_us } = w.policy {
+        deadline(runtime_us, deadline_us, period_us)?;
+        if w.affinity != AffinityIntent::Inherit || pins_itself(&w.work) {
+            return Err(Problem::new(
+                "a SCHED_DEADLINE worker cannot be pinned: the kernel only admits deadline tasks allowed \
+                 on a whole root domain",
+                "use affinity inherit and a work type that does not pin itself, or another policy",
+            ));
+        }
+    }
+    if sets_own_policy(&w.work) && w.policy != SchedPolicy::Normal {
+        return Err(Problem::new(
+            format!(
+                "{} sets its workers' policies itself; policy {:?} would be overridden",
+                work_name(&w.work),
+                w.policy
+            ),
+            "leave the policy normal for this work type",
+        ));
+    }
     if let Some(comm) = &w.comm {
         name("comm", comm)?;
         if comm.len() > 15 {
@@ -167,14 +187,135 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
         WorkType::FutexFanOut { fan_out: 0, .. } => return zero("futex fan-out"),
         WorkType::CachePressure { size_kib: 0, .. } => return zero("cache-pressure size"),
         WorkType::CachePressure { stride: 0, .. } => return zero("cache-pressure stride"),
-        WorkType::WakeChain { depth: 0 } => return zero("wake-chain depth"),
+        WorkType::WakeChain { depth: 0, .. } => return zero("wake-chain depth"),
         WorkType::PipeIo { burst_iters: 0 } => return zero("pipe-io burst"),
         WorkType::Sequence(phases) if phases.is_empty() => {
             return Err(Problem::new("sequence has no phases", "give the sequence at least one phase"));
         }
         _ => {}
     }
+    new_work(&w.work)
+}
+
+/// Group sizes and parameter bounds of the workload families beyond the basic loops.
+fn new_work(work: &WorkType) -> Result<(), Problem> {
+    let zero = |what: &str| Err(Problem::new(format!("{what} is 0"), format!("use a {what} of at least 1")));
+    let group = |what: &str, n: u32, max: u32| {
+        if n == 0 || n > max {
+            Err(Problem::new(format!("{what} {n} is outside 1..={max}"), format!("use a {what} in 1..={max}")))
+        } else {
+            Ok(())
+        }
+    };
+    // A period below 10 us would only measure the timer's own cost; above 10 s a step
+    // would see no iteration.
+    let period = |what: &str, us: u64| {
+        if !(10..=10_000_000).contains(&us) {
+            Err(Problem::new(
+                format!("{what} {us} us is outside 10..=10000000"),
+                format!("use a {what} in 10..=10000000 us"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let buffer = |what: &str, kib: u32| {
+        if kib == 0 || kib > 1 << 20 {
+            Err(Problem::new(
+                format!("{what} {kib} KiB is outside 1..=1048576"),
+                format!("use a {what} in 1..=1048576 KiB"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match *work {
+        WorkType::IpcVariance { phase_ms, size_kib } => {
+            if phase_ms == 0 {
+                return zero("ipc-variance phase_ms");
+            }
+            buffer("ipc-variance size_kib", size_kib)
+        }
+        WorkType::FanOutCompute { fan_out, .. } => group("fan-out-compute fan_out", fan_out, 1023),
+        WorkType::EpollStorm { waiters } => group("epoll-storm waiters", waiters, 1023),
+        WorkType::ThunderingHerd { waiters, .. } => group("thundering-herd waiters", waiters, 1023),
+        WorkType::Schbench { workers, request_us, sleep_us } => {
+            group("schbench workers", workers, 1023)?;
+            if request_us > 10_000_000 || sleep_us > 10_000_000 {
+                return Err(Problem::new(
+                    format!("schbench request_us {request_us} or sleep_us {sleep_us} exceeds 10 s"),
+                    "use request_us and sleep_us of at most 10000000",
+                ));
+            }
+            Ok(())
+        }
+        WorkType::TimerLatency { period_us } => period("timer-latency period_us", period_us),
+        WorkType::NiceSweep { period_us } => period("nice-sweep period_us", period_us),
+        WorkType::AffinityChurn { period_us } => period("affinity-churn period_us", period_us),
+        WorkType::CrossAffinityChurn { period_us } => period("cross-affinity-churn period_us", period_us),
+        WorkType::PolicyChurn { period_us } => period("policy-churn period_us", period_us),
+        WorkType::PreemptStorm { period_us, .. } => period("preempt-storm period_us", period_us),
+        WorkType::MutexContention { contenders, .. } => group("mutex-contention contenders", contenders, 1024),
+        WorkType::ProducerConsumerImbalance { producers, consumers, .. } => {
+            group("producer-consumer-imbalance producers", producers, 1023)?;
+            group("producer-consumer-imbalance consumers", consumers, 1023)
+        }
+        WorkType::PageFaultChurn { size_kib } => buffer("page-fault-churn size_kib", size_kib),
+        WorkType::IdleChurn { sleep_us, .. } if sleep_us > 10_000_000 => Err(Problem::new(
+            format!("idle-churn sleep_us {sleep_us} exceeds 10 s"),
+            "use a sleep_us of at most 10000000",
+        )),
+        WorkType::CacheYield { size_kib } => buffer("cache-yield size_kib", size_kib),
+        WorkType::CachePipe { size_kib } => buffer("cache-pipe size_kib", size_kib),
+        _ => Ok(()),
+    }
+}
+
+/// SCHED_DEADLINE parameters the kernel accepts: 1024 ns <= runtime <= deadline <=
+/// period, and a period within the kernel's default 100 us..4 s.
+fn deadline(runtime_us: u64, deadline_us: u64, period_us: u64) -> Result<(), Problem> {
+    if runtime_us < 2 || runtime_us > deadline_us || deadline_us > period_us || !(100..=4_000_000).contains(&period_us)
+    {
+        return Err(Problem::new(
+            format!("deadline runtime {runtime_us} us, deadline {deadline_us} us, period {period_us} us is invalid"),
+            "use 2 <= runtime <= deadline <= period and a period in 100..=4000000 us, e.g. runtime 2000, \
+             deadline 10000, period 10000",
+        ));
+    }
     Ok(())
+}
+
+/// Work types that pin their workers themselves.
+fn pins_itself(work: &WorkType) -> bool {
+    matches!(
+        work,
+        WorkType::SmtSiblingSpin
+            | WorkType::AffinityChurn { .. }
+            | WorkType::CrossAffinityChurn { .. }
+            | WorkType::PriorityInversion { .. }
+            | WorkType::RtStarvation
+            | WorkType::PreemptStorm { .. }
+    )
+}
+
+/// Work types whose workers set their own scheduling policy.
+fn sets_own_policy(work: &WorkType) -> bool {
+    matches!(
+        work,
+        WorkType::PolicyChurn { .. }
+            | WorkType::PriorityInversion { .. }
+            | WorkType::RtStarvation
+            | WorkType::PreemptStorm { .. }
+    )
+}
+
+fn work_name(w: &WorkType) -> String {
+    let json = serde_json::to_value(w).unwrap_or_default();
+    match json {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 pub(super) fn cgroup_def(def: &CgroupDef, topo: Option<&Topology>) -> Result<(), Problem> {

@@ -405,3 +405,146 @@ fn a_freeze_lasts_across_steps_until_unfreeze() {
 fn spawn_in(cg: &str) -> Op {
     Op::spawn(SpawnPlacement::cgroup(cg), WorkSpec::default().workers(1))
 }
+
+/// One valid spec of every workload family beyond the basic loops (the VM tests run them).
+pub(crate) fn every_new_work_type() -> Vec<WorkType> {
+    vec![
+        WorkType::AluHot,
+        WorkType::SmtSiblingSpin,
+        WorkType::IpcVariance { phase_ms: 5, size_kib: 512 },
+        WorkType::FanOutCompute { fan_out: 2, compute_iters: 1000 },
+        WorkType::AsymmetricWaker { waker_iters: 100, wakee_iters: 10_000 },
+        WorkType::EpollStorm { waiters: 2 },
+        WorkType::ThunderingHerd { waiters: 3, work_iters: 1000 },
+        WorkType::TimerLatency { period_us: 1000 },
+        WorkType::WakeChain { depth: 3, pipe: true, work_iters: 500 },
+        WorkType::Schbench { workers: 2, request_us: 200, sleep_us: 1000 },
+        WorkType::NiceSweep { period_us: 500 },
+        WorkType::AffinityChurn { period_us: 500 },
+        WorkType::CrossAffinityChurn { period_us: 500 },
+        WorkType::PolicyChurn { period_us: 500 },
+        WorkType::MutexContention { contenders: 3, hold_iters: 100, work_iters: 100 },
+        WorkType::PriorityInversion { pi: true, hold_iters: 10_000 },
+        WorkType::PriorityInversion { pi: false, hold_iters: 10_000 },
+        WorkType::RtStarvation,
+        WorkType::PreemptStorm { period_us: 2000, burst_iters: 1000 },
+        WorkType::SignalStorm,
+        WorkType::ProducerConsumerImbalance { producers: 1, consumers: 2, work_iters: 100 },
+        WorkType::PageFaultChurn { size_kib: 256 },
+        WorkType::IdleChurn { spin_iters: 100, sleep_us: 50 },
+        WorkType::CacheYield { size_kib: 256 },
+        WorkType::CachePipe { size_kib: 256 },
+    ]
+}
+
+#[test]
+fn new_work_types_validate_and_their_bounds_are_checked() {
+    for work in every_new_work_type() {
+        let spec = WorkSpec::default().work(work.clone());
+        let s = stream(
+            Backdrop::new(),
+            vec![Step::with_defs(
+                vec![CgroupDef::named("a")],
+                vec![Op::spawn(SpawnPlacement::cgroup("a"), spec)],
+                HoldSpec::FULL,
+            )],
+        );
+        validate_stream(&s).unwrap_or_else(|e| panic!("{work:?}: {e}"));
+    }
+    let spawn = |w: WorkType| vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().work(w))];
+    reject_at(spawn(WorkType::TimerLatency { period_us: 0 }), 0, OpKind::Spawn, "timer-latency period_us 0 us");
+    reject_at(
+        spawn(WorkType::EpollStorm { waiters: 0 }),
+        0,
+        OpKind::Spawn,
+        "epoll-storm waiters 0 is outside 1..=1023",
+    );
+    reject_at(
+        spawn(WorkType::Schbench { workers: 2000, request_us: 1, sleep_us: 1 }),
+        0,
+        OpKind::Spawn,
+        "schbench workers",
+    );
+    reject_at(
+        spawn(WorkType::MutexContention { contenders: 0, hold_iters: 1, work_iters: 1 }),
+        0,
+        OpKind::Spawn,
+        "mutex-contention contenders 0",
+    );
+    reject_at(spawn(WorkType::PageFaultChurn { size_kib: 0 }), 0, OpKind::Spawn, "page-fault-churn size_kib 0 KiB");
+    reject_at(
+        spawn(WorkType::IpcVariance { phase_ms: 0, size_kib: 1 }),
+        0,
+        OpKind::Spawn,
+        "ipc-variance phase_ms is 0",
+    );
+    let t = reject_at(
+        vec![Op::spawn(
+            SpawnPlacement::cgroup("a"),
+            WorkSpec::default().work(WorkType::RtStarvation).policy(SchedPolicy::Batch),
+        )],
+        0,
+        OpKind::Spawn,
+        "rt-starvation sets its workers' policies itself",
+    );
+    assert!(t.contains("leave the policy normal"), "{t}");
+}
+
+#[test]
+fn deadline_policy_parameters_and_pinning_checked() {
+    let dl = |r, d, p| SchedPolicy::Deadline { runtime_us: r, deadline_us: d, period_us: p };
+    let spawn = |spec: WorkSpec| vec![Op::spawn(SpawnPlacement::cgroup("a"), spec)];
+    let ok = stream(
+        Backdrop::new(),
+        vec![Step::with_defs(
+            vec![CgroupDef::named("a")],
+            spawn(WorkSpec::default().policy(dl(2000, 10_000, 10_000))),
+            HoldSpec::FULL,
+        )],
+    );
+    validate_stream(&ok).unwrap();
+    for (r, d, p) in [
+        (0, 10, 100),
+        (1, 10, 100),
+        (2000, 1000, 10_000),
+        (2000, 20_000, 10_000),
+        (20, 50, 50),
+        (1000, 1000, 5_000_000),
+    ] {
+        reject_at(spawn(WorkSpec::default().policy(dl(r, d, p))), 0, OpKind::Spawn, "is invalid");
+    }
+    let t = reject_at(
+        spawn(WorkSpec::default().policy(dl(2000, 10_000, 10_000)).affinity(AffinityIntent::SingleCpu)),
+        0,
+        OpKind::Spawn,
+        "a SCHED_DEADLINE worker cannot be pinned",
+    );
+    assert!(t.contains("affinity inherit"), "{t}");
+    reject_at(
+        spawn(WorkSpec::default().policy(dl(2000, 10_000, 10_000)).work(WorkType::AffinityChurn { period_us: 100 })),
+        0,
+        OpKind::Spawn,
+        "cannot be pinned",
+    );
+}
+
+#[test]
+fn new_work_types_keep_their_json_shape() {
+    // The op stream's JSON: kebab-case variant names, snake_case fields; a wake chain
+    // written before pipe mode still reads (and writes back the same).
+    let old: WorkType = serde_json::from_str(r#"{"wake-chain":{"depth":3}}"#).unwrap();
+    assert_eq!(old, WorkType::WakeChain { depth: 3, pipe: false, work_iters: 0 });
+    assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"wake-chain":{"depth":3}}"#);
+    assert_eq!(
+        serde_json::to_string(&WorkType::TimerLatency { period_us: 500 }).unwrap(),
+        r#"{"timer-latency":{"period_us":500}}"#
+    );
+    assert_eq!(serde_json::to_string(&WorkType::AluHot).unwrap(), r#""alu-hot""#);
+    let dl: SchedPolicy =
+        serde_json::from_str(r#"{"deadline":{"runtime_us":1,"deadline_us":2,"period_us":3}}"#).unwrap();
+    assert_eq!(dl, SchedPolicy::Deadline { runtime_us: 1, deadline_us: 2, period_us: 3 });
+    for w in every_new_work_type() {
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(serde_json::from_str::<WorkType>(&json).unwrap(), w, "{json}");
+    }
+}

@@ -10,13 +10,13 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use schedbox_ops::results::{WorkerMetrics, WorkerStat};
+use schedbox_ops::results::{Latency, WorkerMetrics, WorkerStat};
 use schedbox_ops::{AffinityIntent, WorkSpec, WorkType, WorkerCount};
 use schedbox_wire::Owner;
 
 use super::cpuset::{self, AffinityCtx, Topo};
 use super::{cgroupfs, procstat, spawn};
-use crate::shm::Shm;
+use crate::shm::{Lat, Shm};
 use crate::worker::{self, WorkerSpec};
 
 /// How long workers may take to report their set-up after the last one started.
@@ -300,9 +300,15 @@ pub fn stats<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerSta
                 max_gap_cpu: gap_cpu as u32,
                 max_gap_at_ns: gap_at,
                 cpus: w.shm.histogram(slot),
+                wake_latency: latency(&w.shm, slot, Lat::Wake),
+                request_latency: latency(&w.shm, slot, Lat::Request),
             }
         })
         .collect()
+}
+
+fn latency(shm: &Shm, slot: usize, which: Lat) -> Option<Latency> {
+    shm.latency(slot, which).map(|(samples, p50_ns, p99_ns, max_ns)| Latency { samples, p50_ns, p99_ns, max_ns })
 }
 
 /// A stopped worker's last counters: `alive` false.

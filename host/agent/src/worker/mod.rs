@@ -45,12 +45,28 @@ pub struct WorkerSpec {
     pub report_fd: RawFd,
 }
 
-/// Workers per group: pairs, a waker plus its waiters, a chain; 1 otherwise.
+/// Workers per group: pairs, a waker plus its waiters, a chain, contenders, the
+/// priority-inversion triple; 1 otherwise.
 pub fn group_size(work: &WorkType) -> u32 {
     match work {
-        WorkType::FutexPingPong { .. } | WorkType::PipeIo { .. } => 2,
-        WorkType::FutexFanOut { fan_out, .. } => fan_out.saturating_add(1),
-        WorkType::WakeChain { depth } => *depth,
+        WorkType::FutexPingPong { .. }
+        | WorkType::PipeIo { .. }
+        | WorkType::SmtSiblingSpin
+        | WorkType::AsymmetricWaker { .. }
+        | WorkType::CrossAffinityChurn { .. }
+        | WorkType::RtStarvation
+        | WorkType::PreemptStorm { .. }
+        | WorkType::SignalStorm
+        | WorkType::CachePipe { .. } => 2,
+        WorkType::PriorityInversion { .. } => 3,
+        WorkType::FutexFanOut { fan_out: n, .. }
+        | WorkType::FanOutCompute { fan_out: n, .. }
+        | WorkType::EpollStorm { waiters: n }
+        | WorkType::ThunderingHerd { waiters: n, .. }
+        | WorkType::Schbench { workers: n, .. } => n.saturating_add(1),
+        WorkType::WakeChain { depth, .. } => *depth,
+        WorkType::MutexContention { contenders, .. } => *contenders,
+        WorkType::ProducerConsumerImbalance { producers, consumers, .. } => producers.saturating_add(*consumers),
         _ => 1,
     }
 }
@@ -107,8 +123,57 @@ fn set_up(spec: &WorkerSpec) -> Result<Shm, String> {
         .map_err(|e| format!("mapping the shared stats page: {e}"))
 }
 
-fn set_policy(policy: &SchedPolicy) -> Result<(), String> {
+/// `struct sched_attr` of `sched_setattr(2)` (not in libc).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+const SCHED_DEADLINE: u32 = 6;
+
+fn set_deadline(runtime_us: u64, deadline_us: u64, period_us: u64) -> Result<(), String> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: SCHED_DEADLINE,
+        runtime: runtime_us.saturating_mul(1000),
+        deadline: deadline_us.saturating_mul(1000),
+        period: period_us.saturating_mul(1000),
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid sched_attr whose size field matches, alive for the call;
+    // pid 0 is this process and flags are 0.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    let hint = match e.raw_os_error() {
+        Some(libc::EBUSY) => " (the CPUs' deadline bandwidth is used up: fewer workers or a smaller runtime/period)",
+        Some(libc::EPERM) => {
+            " (a deadline task must be allowed every CPU of its root domain: no affinity and no cpuset \
+             narrower than the machine)"
+        }
+        _ => "",
+    };
+    Err(format!(
+        "setting policy SCHED_DEADLINE runtime {runtime_us} us, deadline {deadline_us} us, period {period_us} us: {e}{hint}"
+    ))
+}
+
+/// Sets this process's policy (the churn work types use it too).
+pub fn set_policy(policy: &SchedPolicy) -> Result<(), String> {
     let (which, prio) = match policy {
+        SchedPolicy::Deadline { runtime_us, deadline_us, period_us } => {
+            return set_deadline(*runtime_us, *deadline_us, *period_us);
+        }
         SchedPolicy::Normal => return Ok(()),
         SchedPolicy::Batch => (libc::SCHED_BATCH, 0),
         SchedPolicy::Idle => (libc::SCHED_IDLE, 0),

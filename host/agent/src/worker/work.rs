@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use schedbox_ops::{Phase, WorkType};
 
 use super::WorkerSpec;
-use crate::shm::{Shm, Word};
+use crate::shm::{Lat, Shm, Word};
+
+mod extra;
 
 /// `spin_loop` hints per spin-wait iteration.
 const SPIN_UNIT: u64 = 1024;
@@ -130,6 +132,13 @@ pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
     let size = spec.group_size as usize;
     let pos = me - first;
     let mut meter = Meter::new(shm, me);
+    // Before the group barrier: peers read this worker's pid right after it, and a
+    // signal-storm receiver must have its handler before the first signal.
+    // SAFETY: getpid only returns a value.
+    shm.word(me, Word::Pid).store(unsafe { libc::getpid() } as u32, Ordering::Release);
+    if matches!(spec.work, WorkType::SignalStorm) && pos == 1 {
+        extra::ignore_usr1();
+    }
     if size > 1 {
         // Every member is running before the group starts exchanging wakes.
         if matches!(spec.work, WorkType::WakeChain { .. }) && pos == 0 {
@@ -167,12 +176,22 @@ pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
             WorkType::FutexFanOut { spin_iters, .. } => fan_out(shm, first, pos, size, *spin_iters, &mut meter),
             WorkType::PipeIo { burst_iters } => pipe_io(spec, pos, *burst_iters, &mut meter),
             WorkType::CachePressure { size_kib, stride } => cache_pressure(*size_kib, *stride, &mut meter),
-            WorkType::WakeChain { .. } => {
+            WorkType::WakeChain { pipe: true, work_iters, .. } => {
+                extra::wake_chain_pipe(spec, shm, *work_iters, &mut meter)
+            }
+            WorkType::WakeChain { work_iters, .. } => {
                 let token = shm.word(me, Word::Token);
                 wait_until(token, |t| t == 1);
                 token.store(0, Ordering::Release);
+                let posted = shm.stamp(me).load(Ordering::Acquire);
+                if posted != 0 {
+                    shm.record(me, Lat::Wake, extra::now_ns().saturating_sub(posted));
+                }
+                spin(*work_iters);
                 meter.tick();
-                let next = shm.word(first + (pos + 1) % size, Word::Token);
+                let next_slot = first + (pos + 1) % size;
+                shm.stamp(next_slot).store(extra::now_ns(), Ordering::Release);
+                let next = shm.word(next_slot, Word::Token);
                 next.store(1, Ordering::Release);
                 futex_wake(next, 1);
             }
@@ -197,6 +216,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
                     }
                 }
             }
+            _ => extra::run(spec, shm, &mut meter),
         }
     }
 }
