@@ -43,3 +43,44 @@ fn wit_package_version_matches_the_host() {
     let name = &resolve.packages[pkg].name;
     assert_eq!(format!("{name}"), schedbox::op_model::CONTRACT_VERSION);
 }
+
+/// The WIT is the contract every language reads (its docs end up in every
+/// binding): every interface, function, type and world export carries a doc
+/// comment.
+#[test]
+fn every_wit_function_and_type_is_documented() {
+    use wit_parser::{Type, TypeDefKind, WorldItem};
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")).unwrap();
+    let documented = |d: &wit_parser::Docs| d.contents.as_deref().is_some_and(|c| !c.trim().is_empty());
+    let mut missing = Vec::new();
+    for (name, &id) in &resolve.packages[pkg].interfaces {
+        let iface = &resolve.interfaces[id];
+        if !documented(&iface.docs) {
+            missing.push(format!("interface {name}"));
+        }
+        for (f, func) in &iface.functions {
+            if !documented(&func.docs) {
+                missing.push(format!("{name}.{f}"));
+            }
+        }
+        for (t, &ty) in &iface.types {
+            let def = &resolve.types[ty];
+            // `use` brings in an alias of another interface's (documented) type.
+            let used = matches!(def.kind, TypeDefKind::Type(Type::Id(_)));
+            if !used && !documented(&def.docs) {
+                missing.push(format!("{name}.{t}"));
+            }
+        }
+    }
+    for (_, &world) in &resolve.packages[pkg].worlds {
+        for (key, item) in &resolve.worlds[world].exports {
+            if let WorldItem::Function(f) = item {
+                if !documented(&f.docs) {
+                    missing.push(format!("export {}", resolve.name_world_key(key)));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented in wit/scenario.wit: {missing:?}");
+}
