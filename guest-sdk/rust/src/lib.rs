@@ -116,6 +116,7 @@
 
 #![warn(missing_docs)]
 
+mod assertions;
 mod builders;
 mod op;
 mod scenario;

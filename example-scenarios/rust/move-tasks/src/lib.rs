@@ -2,7 +2,9 @@
 //!
 //! One step creates `src` and `dst`, spawns three spinners into `src`, moves
 //! all of `src`'s tasks to `dst` and captures the procs of both. The check
-//! wants the step passed, `src` empty and `dst` holding the three workers.
+//! wants the step passed, `src` empty and `dst` holding the three workers, and
+//! from the step metrics: each worker ran in `dst` within its cpuset and made
+//! progress, with no gap as long as the whole scenario.
 
 use schedbox_scenario::prelude::*;
 use std::time::Duration;
@@ -51,6 +53,9 @@ impl Scenario for MoveTasks {
             }
             None => c.fail("no capture tagged `dst-procs`"),
         }
+        let steps = step_metrics();
+        c.expect_isolation(&steps, "dst");
+        c.expect_not_starved(&steps, "dst", 2_000_000_000);
         c.verdict()
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Step 0 attaches `fixture`; step 1 starts two `SCHED_EXT` spinners in the
 //! cgroup `ext` and replaces the scheduler with `fixture-alt`; step 2
-//! detaches it. The check wants all three steps passed and, when the host
-//! reports them, the `SCHED_EXT` workers to have made progress.
+//! detaches it. The check wants all three steps passed, the `SCHED_EXT`
+//! workers to have made progress under the replacement, and the step metrics to
+//! show sched_ext enabled at the end of steps 0 and 1 with the ops replaced in
+//! between. Missing data fails the check.
 
 use schedbox_scenario::prelude::*;
 use std::time::Duration;
@@ -46,8 +48,27 @@ impl Scenario for SchedSwap {
         let mut c = Checker::new();
         c.expect_steps_passed(&results);
         c.expect_eq("step results", results.steps.len(), 3);
-        if let Some(m) = results.worker_metrics("ext") {
-            c.expect(m.iterations > 0, "the SCHED_EXT workers made no progress");
+        match results.worker_metrics("ext") {
+            Some(m) => {
+                c.expect(m.iterations > 0, "the SCHED_EXT workers made no progress");
+            }
+            None => c.fail("no worker metrics for cgroup `ext`"),
+        }
+        let steps = step_metrics();
+        if steps.len() != 3 {
+            c.fail(format!("step metrics: {} steps, want 3", steps.len()));
+            return c.verdict();
+        }
+        c.expect_scheduler_attached(&steps, 0, 1, None);
+        c.expect(
+            steps[0].sched_ext_ops != steps[1].sched_ext_ops,
+            format!("step 1: the scheduler was not replaced (ops {:?} in both steps)", steps[1].sched_ext_ops),
+        );
+        match steps[1].cgroup("ext") {
+            Some(ext) => {
+                c.expect(ext.metrics.iterations > 0, "step 1: the SCHED_EXT workers made no progress");
+            }
+            None => c.fail("step 1: no metrics for cgroup `ext`"),
         }
         c.verdict()
     }
