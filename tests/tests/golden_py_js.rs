@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use schedbox::op_model::OpKind;
 use schedbox::results::{CgroupProcs, Results, StepResult, StepStatus, WorkerMetrics};
 use schedbox::sandbox::{LoadedScenario, Sandbox, SandboxConfig, SandboxError};
-use schedbox_tests::{matches_rust_golden, repo_root};
+use schedbox_tests::{matches_rust_golden, repo_root, schedbox_bin};
 
 const LANGS: [&str; 2] = ["python", "js"];
 
@@ -245,4 +245,21 @@ fn js_http_traps_naming_the_call() {
     assert!(matches!(err, SandboxError::Trap { export: "run", .. }), "{display}");
     assert!(display.contains("the scenario called `wasi:http/types@"), "{display}");
     assert!(display.contains("linked without authority"), "{display}");
+}
+
+/// What a failing guest printed is shown without `-v`: `schedbox plan` logs the
+/// guest's stdout at `warn` when the call fails (its stderr tail is in the error).
+#[test]
+fn a_failing_guest_output_is_shown_without_verbose() {
+    let Some(path) = built("python", "fixtures/python/uncaught-op-error.wasm") else { return };
+    let out = std::process::Command::new(schedbox_bin())
+        .arg("plan")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("schedbox runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("planning uncaught-op-error"), "the guest's stdout is not shown: {stderr}");
+    assert!(stderr.contains("about to ask for disjoint set 2 of 2"), "the guest's stderr is not shown: {stderr}");
 }
