@@ -257,7 +257,7 @@ fn inspect_shows_what_a_component_asks_for_against_the_policy() {
     assert_eq!((&steps["uses"], &steps["limit"]), (&serde_json::json!(2), &serde_json::Value::Null));
     // A component refused at load shows why, and no requests.
     let r = schedbox(&[&"inspect", &wat("forbidden-import")]);
-    r.expect(1, &["REFUSED wasi:sockets/tcp@0.2.0", "NOT allowed to run"]);
+    r.expect(1, &["REFUSED wasi:keyvalue/store@0.2.0", "NOT allowed to run"]);
 }
 
 /// The `check`-stage misbehaviour needs a guest: both fixtures share one run
