@@ -136,6 +136,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
     // signal-storm receiver must have its handler before the first signal.
     // SAFETY: getpid only returns a value.
     shm.word(me, Word::Pid).store(unsafe { libc::getpid() } as u32, Ordering::Release);
+    extra::remember_cpus();
     if matches!(spec.work, WorkType::SignalStorm) && pos == 1 {
         extra::ignore_usr1();
     }

@@ -91,6 +91,19 @@ fn allowed() -> Vec<u32> {
         .collect()
 }
 
+/// The CPUs this worker was allowed before its group started (peers may re-pin it
+/// right after the start: cross-affinity-churn).
+static START_CPUS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+/// Remembers the allowed CPUs; called before the group barrier.
+pub fn remember_cpus() {
+    let _ = START_CPUS.set(allowed());
+}
+
+fn start_cpus() -> Vec<u32> {
+    START_CPUS.get().cloned().unwrap_or_else(allowed)
+}
+
 /// Pins this process to `cpu` or dies saying why.
 fn pin(cpu: u32) {
     if let Err(e) = super::super::set_affinity(0, &[cpu]) {
@@ -101,7 +114,7 @@ fn pin(cpu: u32) {
 /// All members of a one-CPU group pin to the highest CPU they may use (the same CPU
 /// for members of one cgroup with inherited affinity).
 fn pin_shared() {
-    match allowed().last() {
+    match start_cpus().last() {
         Some(&cpu) => pin(cpu),
         None => die("reading the allowed CPUs"),
     }
@@ -338,7 +351,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
             }
         }
         WorkType::AffinityChurn { period_us } => {
-            let cpus = allowed();
+            let cpus = start_cpus();
             for k in (me..).map(|k| k % cpus.len().max(1)) {
                 spin_for(Duration::from_micros(period_us), meter);
                 if let Some(&c) = cpus.get(k) {
@@ -349,7 +362,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
             unreachable!("an endless range")
         }
         WorkType::CrossAffinityChurn { period_us } => {
-            let cpus = allowed();
+            let cpus = start_cpus();
             let peer = shm.word(first + (1 - pos), Word::Pid).load(Ordering::Acquire) as libc::pid_t;
             for k in (me..).map(|k| k % cpus.len().max(1)) {
                 spin_for(Duration::from_micros(period_us), meter);
@@ -512,7 +525,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
 /// The CPU of position `pos` of pair `pair`: the pair's core is one of the cores (sets
 /// of SMT siblings) among the allowed CPUs, picked round-robin.
 fn smt_cpu(pair: usize, pos: usize) -> u32 {
-    let cpus = allowed();
+    let cpus = start_cpus();
     let mut cores: Vec<Vec<u32>> = Vec::new();
     for &c in &cpus {
         if cores.iter().any(|core| core.contains(&c)) {
