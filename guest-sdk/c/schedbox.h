@@ -428,6 +428,7 @@ typedef enum {
     SB_OP_REPLACE_SCHEDULER,
     SB_OP_PIN_BPF_MAP,
     SB_OP_STEER_IRQ,
+    SB_OP_STEER_IRQ_CPUS,
 } sb_op_kind_t;
 
 /* One op; build it with the `sb_<op>` constructors below. */
@@ -446,6 +447,7 @@ typedef struct {
     sb_kernel_width_t width;
     sb_irq_t irq;
     uint32_t cpu;
+    scenario_list_u32_t cpu_list; /* steer-irq-cpus */
 } sb_op_t;
 
 /* The WIT name of an op's import, as error messages name it. */
@@ -456,6 +458,7 @@ static inline const char *sb_op_wit_name(sb_op_kind_t k) {
         "move-all-tasks", "run-payload", "wait-payload", "kill-payload", "capture-snapshot", "watch-snapshot",
         "write-kernel-hot", "write-kernel-cold", "read-kernel-hot", "read-kernel-cold", "attach-scheduler",
         "detach-scheduler", "restart-scheduler", "replace-scheduler", "pin-bpf-map", "steer-irq",
+        "steer-irq-cpus",
     };
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
@@ -566,6 +569,14 @@ static inline sb_op_t sb_steer_irq(sb_irq_t irq, uint32_t cpu) {
     op.cpu = cpu;
     return op;
 }
+static inline sb_op_t sb__steer_irq_cpus(sb_irq_t irq, scenario_list_u32_t cpus) {
+    sb_op_t op = sb__op(SB_OP_STEER_IRQ_CPUS, NULL, NULL);
+    op.irq = irq;
+    op.cpu_list = cpus;
+    return op;
+}
+/* Steer an IRQ to a CPU set: `sb_steer_irq_cpus(sb_irq_number(4), 0, 1, 2, 3)`. */
+#define sb_steer_irq_cpus(IRQ, ...) sb__steer_irq_cpus((IRQ), (scenario_list_u32_t)SB_LIST(uint32_t, __VA_ARGS__))
 
 /* Call the op's import now; false (and `*err` filled) when the host rejects it. */
 static inline bool sb_op_call(const sb_op_t *o, sb_op_error_t *err) {
@@ -600,6 +611,7 @@ static inline bool sb_op_call(const sb_op_t *o, sb_op_error_t *err) {
     case SB_OP_REPLACE_SCHEDULER: return schedbox_scenario_ops_replace_scheduler(&op.a, err);
     case SB_OP_PIN_BPF_MAP: return schedbox_scenario_ops_pin_bpf_map(&op.a, err);
     case SB_OP_STEER_IRQ: return schedbox_scenario_ops_steer_irq(&op.irq, op.cpu, err);
+    case SB_OP_STEER_IRQ_CPUS: return schedbox_scenario_ops_steer_irq_cpus(&op.irq, &op.cpu_list, err);
     }
     abort();
 }

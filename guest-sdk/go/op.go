@@ -228,3 +228,8 @@ func PinBpfMap(name string) Op {
 func SteerIrq(irq IrqSelector, cpu uint32) Op {
 	return op("steer-irq", func() result { return ops.SteerIrq(irq, cpu) })
 }
+
+// SteerIrqCpus sets irq's affinity to the CPU set cpus (e.g. every CPU again).
+func SteerIrqCpus(irq IrqSelector, cpus ...uint32) Op {
+	return op("steer-irq-cpus", func() result { return ops.SteerIrqCpus(irq, cpus) })
+}

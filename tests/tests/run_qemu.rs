@@ -318,6 +318,16 @@ fn steer_irq_writes_smp_affinity_list() {
         other => panic!("{other:?}"),
     }
     assert_eq!(read(m, &file).unwrap(), original, "the reset restores the IRQ's affinity");
+    // steer-irq-cpus takes a CPU set (here: both CPUs, as a scenario restores `0-N` itself).
+    ask(m, RequestBody::BeginScenario { name: "irq-set".into() });
+    apply(m, Op::steer_irq(IrqSelector::ByNumber(irq), 1));
+    apply(m, Op::steer_irq_cpus(IrqSelector::ByNumber(irq), [0, 1]));
+    assert_eq!(read(m, &file).unwrap(), "0-1");
+    let err = m
+        .request(RequestBody::Apply { owner: Owner::Step, op: Op::steer_irq_cpus(IrqSelector::ByNumber(irq), [0, 9]) });
+    assert!(err.unwrap_err().to_string().contains("CPU 9 is not online"), "an offline CPU of the set is named");
+    ask(m, RequestBody::EndScenario);
+    assert_eq!(read(m, &file).unwrap(), original);
     // A scenario that ends normally puts it back too, so the next one starts as this one did.
     ask(m, RequestBody::BeginScenario { name: "irq-again".into() });
     apply(m, Op::steer_irq(IrqSelector::ByNumber(irq), 1));

@@ -186,6 +186,13 @@ pub enum Op {
         /// The CPU it is steered to.
         cpu: u32,
     },
+    /// `steer-irq-cpus`
+    SteerIrqCpus {
+        /// The IRQ.
+        irq: IrqSelector,
+        /// The CPUs it is steered to.
+        cpus: Vec<u32>,
+    },
 }
 
 /// # Cgroups
@@ -292,6 +299,7 @@ pub enum Op {
 /// let ops = vec![
 ///     Op::steer_irq(IrqSelector::by_number(24), 1),
 ///     Op::steer_irq(IrqSelector::by_label("virtio0-input.0"), 0),
+///     Op::steer_irq_cpus(IrqSelector::by_number(24), [0, 1, 2, 3]),
 /// ];
 /// # let _ = ops;
 /// ```
@@ -476,6 +484,11 @@ impl Op {
         Op::SteerIrq { irq, cpu }
     }
 
+    /// Steer an IRQ to the CPU set `cpus` (e.g. every CPU again).
+    pub fn steer_irq_cpus(irq: IrqSelector, cpus: impl IntoIterator<Item = u32>) -> Self {
+        Op::SteerIrqCpus { irq, cpus: cpus.into_iter().collect() }
+    }
+
     /// The WIT name of the import this op calls, e.g. `"set-cpuset"`.
     pub fn wit_name(&self) -> &'static str {
         match self {
@@ -507,6 +520,7 @@ impl Op {
             Op::ReplaceScheduler { .. } => "replace-scheduler",
             Op::PinBpfMap { .. } => "pin-bpf-map",
             Op::SteerIrq { .. } => "steer-irq",
+            Op::SteerIrqCpus { .. } => "steer-irq-cpus",
         }
     }
 
@@ -547,6 +561,7 @@ impl Op {
             Op::ReplaceScheduler { name } => ops::replace_scheduler(name),
             Op::PinBpfMap { name } => ops::pin_bpf_map(name),
             Op::SteerIrq { irq, cpu } => ops::steer_irq(irq, *cpu),
+            Op::SteerIrqCpus { irq, cpus } => ops::steer_irq_cpus(irq, cpus),
         }
     }
 }
@@ -641,6 +656,7 @@ mod tests {
             (Op::replace_scheduler("x"), "replace-scheduler"),
             (Op::pin_bpf_map("m"), "pin-bpf-map"),
             (Op::steer_irq(IrqSelector::by_label("eth0"), 1), "steer-irq"),
+            (Op::steer_irq_cpus(IrqSelector::by_number(4), [0, 1]), "steer-irq-cpus"),
         ];
         for (op, name) in cases {
             assert_eq!(op.wit_name(), name, "{op:?}");

@@ -165,6 +165,11 @@ pub enum Op {
         irq: IrqSelector,
         cpu: u32,
     },
+    /// Write the CPU set `cpus` to `/proc/irq/<n>/smp_affinity_list`.
+    SteerIrqCpus {
+        irq: IrqSelector,
+        cpus: Vec<u32>,
+    },
 }
 
 impl OpKind {
@@ -276,5 +281,8 @@ impl Op {
     }
     pub fn steer_irq(irq: IrqSelector, cpu: u32) -> Self {
         Self::SteerIrq { irq, cpu }
+    }
+    pub fn steer_irq_cpus(irq: IrqSelector, cpus: impl IntoIterator<Item = u32>) -> Self {
+        Self::SteerIrqCpus { irq, cpus: cpus.into_iter().collect() }
     }
 }

@@ -377,4 +377,12 @@ impl ops::Host for Recorder {
         };
         self.push(Op::steer_irq(irq.into(), cpu), n)
     }
+    fn steer_irq_cpus(&mut self, irq: wit::IrqSelector, cpus: Vec<u32>) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let n = match &irq {
+            wit::IrqSelector::ByLabel(l) => l.len(),
+            wit::IrqSelector::ByNumber(_) => 0,
+        }
+        .max(cpus.len() * 4);
+        self.push(Op::steer_irq_cpus(irq.into(), cpus), n)
+    }
 }

@@ -377,6 +377,18 @@ impl Validator {
                     ));
                 }
             }
+            Op::SteerIrqCpus { cpus, .. } => {
+                let n = self.info.topology.vcpus();
+                if cpus.is_empty() {
+                    return Err(Problem::new("steer-irq-cpus with no CPU", "give at least one CPU"));
+                }
+                if let Some(cpu) = cpus.iter().find(|c| u64::from(**c) >= n) {
+                    return Err(Problem::new(
+                        format!("steer-irq-cpus to CPU {cpu}, but the scenario declares {n} vCPUs"),
+                        format!("steer to CPUs in 0..{n}"),
+                    ));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -545,7 +557,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             args::name("capture tag", tag)?;
             args::cgroup_name(cgroup)
         }
-        Op::SteerIrq { irq, .. } => match irq {
+        Op::SteerIrq { irq, .. } | Op::SteerIrqCpus { irq, .. } => match irq {
             IrqSelector::ByLabel(l) => args::name("IRQ label", l),
             IrqSelector::ByNumber(_) => Ok(()),
         },

@@ -548,3 +548,20 @@ fn new_work_types_keep_their_json_shape() {
         assert_eq!(serde_json::from_str::<WorkType>(&json).unwrap(), w, "{json}");
     }
 }
+
+#[test]
+fn steer_irq_cpus_takes_cpus_of_the_declared_topology() {
+    let ok = stream(
+        Backdrop::new(),
+        vec![Step::new(vec![Op::steer_irq_cpus(IrqSelector::ByNumber(4), [0, 1, 2, 3])], HoldSpec::FULL)],
+    );
+    validate_stream(&ok).unwrap();
+    let t = reject_at(
+        vec![Op::steer_irq_cpus(IrqSelector::ByNumber(4), [1, 9])],
+        0,
+        OpKind::SteerIrqCpus,
+        "CPU 9, but the scenario declares 4 vCPUs",
+    );
+    assert!(t.contains("steer to CPUs in 0..4"), "{t}");
+    reject_at(vec![Op::steer_irq_cpus(IrqSelector::ByNumber(4), [])], 0, OpKind::SteerIrqCpus, "no CPU");
+}

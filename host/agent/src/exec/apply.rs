@@ -27,6 +27,7 @@ impl Executor {
             Op::UnfreezeCgroup { cgroup } => self.freeze(cgroup, false)?,
             Op::CaptureCgroupProcs { tag, cgroup } => out.captures.push(self.capture(tag, cgroup)?),
             Op::SteerIrq { irq, cpu } => irq::steer(irq, *cpu, &mut self.irqs)?,
+            Op::SteerIrqCpus { irq, cpus } => irq::steer_cpus(irq, cpus, &mut self.irqs)?,
             Op::AttachScheduler { scheduler } => out.notes = self.sched.attach(scheduler)?,
             Op::DetachScheduler => out.notes = self.sched.detach()?,
             Op::RestartScheduler => out.notes = self.sched.replace(None)?,
