@@ -215,3 +215,80 @@ impl From<wit::ScenarioInfo> for ScenarioInfo {
         }
     }
 }
+
+mod v2 {
+    //! The work types and policies of `spawn-work` (added within 0.1).
+    use super::*;
+    use crate::contract::schedbox::scenario::ops as w;
+
+    impl From<w::Work> for WorkType {
+        fn from(v: w::Work) -> Self {
+            match v {
+                w::Work::Base(b) => b.into(),
+                w::Work::AluHot => Self::AluHot,
+                w::Work::SmtSiblingSpin => Self::SmtSiblingSpin,
+                w::Work::IpcVariance(x) => Self::IpcVariance { phase_ms: x.phase_ms, size_kib: x.size_kib },
+                w::Work::FanOutCompute(x) => Self::FanOutCompute { fan_out: x.fan_out, compute_iters: x.compute_iters },
+                w::Work::AsymmetricWaker(x) => {
+                    Self::AsymmetricWaker { waker_iters: x.waker_iters, wakee_iters: x.wakee_iters }
+                }
+                w::Work::EpollStorm(waiters) => Self::EpollStorm { waiters },
+                w::Work::ThunderingHerd(x) => Self::ThunderingHerd { waiters: x.waiters, work_iters: x.work_iters },
+                w::Work::TimerLatency(period_us) => Self::TimerLatency { period_us },
+                w::Work::WakeChain(x) => Self::WakeChain { depth: x.depth, pipe: x.pipe, work_iters: x.work_iters },
+                w::Work::Schbench(x) => {
+                    Self::Schbench { workers: x.workers, request_us: x.request_us, sleep_us: x.sleep_us }
+                }
+                w::Work::NiceSweep(period_us) => Self::NiceSweep { period_us },
+                w::Work::AffinityChurn(period_us) => Self::AffinityChurn { period_us },
+                w::Work::CrossAffinityChurn(period_us) => Self::CrossAffinityChurn { period_us },
+                w::Work::PolicyChurn(period_us) => Self::PolicyChurn { period_us },
+                w::Work::MutexContention(x) => Self::MutexContention {
+                    contenders: x.contenders,
+                    hold_iters: x.hold_iters,
+                    work_iters: x.work_iters,
+                },
+                w::Work::PriorityInversion(x) => Self::PriorityInversion { pi: x.pi, hold_iters: x.hold_iters },
+                w::Work::RtStarvation => Self::RtStarvation,
+                w::Work::PreemptStorm(x) => Self::PreemptStorm { period_us: x.period_us, burst_iters: x.burst_iters },
+                w::Work::SignalStorm => Self::SignalStorm,
+                w::Work::ProducerConsumerImbalance(x) => Self::ProducerConsumerImbalance {
+                    producers: x.producers,
+                    consumers: x.consumers,
+                    work_iters: x.work_iters,
+                },
+                w::Work::PageFaultChurn(size_kib) => Self::PageFaultChurn { size_kib },
+                w::Work::IdleChurn(x) => Self::IdleChurn { spin_iters: x.spin_iters, sleep_us: x.sleep_us },
+                w::Work::CacheYield(size_kib) => Self::CacheYield { size_kib },
+                w::Work::CachePipe(size_kib) => Self::CachePipe { size_kib },
+            }
+        }
+    }
+
+    impl From<w::Policy> for SchedPolicy {
+        fn from(v: w::Policy) -> Self {
+            match v {
+                w::Policy::Base(p) => p.into(),
+                w::Policy::Deadline(d) => {
+                    Self::Deadline { runtime_us: d.runtime_us, deadline_us: d.deadline_us, period_us: d.period_us }
+                }
+            }
+        }
+    }
+
+    impl From<w::WorkSpecV2> for WorkSpec {
+        fn from(v: w::WorkSpecV2) -> Self {
+            Self {
+                work: v.work.into(),
+                workers: match v.workers {
+                    wit::WorkerCount::Count(n) => WorkerCount::Count(n),
+                    wit::WorkerCount::Pct(p) => WorkerCount::Pct(p),
+                },
+                policy: v.policy.into(),
+                nice: v.nice,
+                affinity: v.affinity.into(),
+                comm: v.comm,
+            }
+        }
+    }
+}

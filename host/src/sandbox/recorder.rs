@@ -281,6 +281,28 @@ impl ops::Host for Recorder {
             };
         self.push(Op::spawn(placement.into(), work.into()), n)
     }
+    fn spawn_work(
+        &mut self,
+        placement: wit::SpawnPlacement,
+        work: ops::WorkSpecV2,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let aff = match &work.affinity {
+            wit::AffinityIntent::Exact(v) => v.len() * 4,
+            _ => 0,
+        };
+        let base = match &work.work {
+            ops::Work::Base(wit::WorkType::Sequence(p)) => p.len() * 9,
+            _ => 24,
+        };
+        let n = base
+            + aff
+            + work.comm.as_ref().map_or(0, |c| c.len())
+            + match &placement {
+                wit::SpawnPlacement::Cgroup(c) => c.len(),
+                wit::SpawnPlacement::RunnerCgroup => 0,
+            };
+        self.push(Op::spawn(placement.into(), work.into()), n)
+    }
     fn stop_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
         let n = s(&cgroup);
         self.push(Op::stop_cgroup(cgroup), n)
