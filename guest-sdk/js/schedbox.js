@@ -28,6 +28,7 @@
 // (set-cpuset): disjoint index 2 is not below of=2 — use an index in 0..2`.
 
 import * as ops from "schedbox:scenario/ops@0.1.0";
+import { steps as metricsSteps } from "schedbox:scenario/metrics@0.1.0";
 
 const u64 = (v) => (typeof v === "bigint" ? v : BigInt(v));
 const millis = (v) => {
@@ -336,6 +337,13 @@ export class Results {
   /** The CPUs a worker-metrics record's workers were seen on at least once, ascending. */
   static cpusSeen(metrics) { return metrics.cpus.filter((c) => c.count > 0n).map((c) => c.cpu).sort((a, b) => a - b); }
 }
+
+/**
+ * The step metrics of the run `check` judges: one entry per step that reached its end, in step
+ * order, read in the guest after the step's hold and before its teardown. Empty outside
+ * `check`. Each call copies them: call it once per `check`.
+ */
+export function stepMetrics() { return metricsSteps(); }
 
 export const Verdict = {
   pass: () => ({ outcome: "pass", messages: [] }),

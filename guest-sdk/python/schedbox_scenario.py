@@ -30,7 +30,7 @@ op where it is called; `emit` stops at the first rejection and raises an
 disjoint index 2 is not below of=2 — use an index in 0..2`.
 """
 
-from wit_world.imports import ops, types
+from wit_world.imports import metrics, ops, types
 from componentize_py_types import Err
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
     "IrqSelector", "KernelFeature", "KernelTarget", "KernelValue", "KernelValueWidth", "KernelWrite",
     "Op", "Outcome", "Phase", "Results", "ScenarioError", "ScenarioInfo", "SchedPolicy",
     "SpawnPlacement", "Step", "StepStatus", "Verdict", "WorkSpec", "WorkType", "emit", "export",
-    "ops", "types",
+    "ops", "step_metrics", "types",
 ]
 
 Outcome = types.Outcome
@@ -752,6 +752,13 @@ class Results:
     def cpus_seen(metrics):
         """The CPUs a `worker-metrics` record's workers were seen on at least once."""
         return {c.cpu for c in metrics.cpus if c.count > 0}
+
+
+def step_metrics():
+    """The step metrics of the run `check` judges (`metrics.steps()`): one entry per step that
+    reached its end, in step order, read in the guest after the step's hold and before its
+    teardown. Empty outside `check`. Each call copies them: call it once per `check`."""
+    return metrics.steps()
 
 
 class Verdict:

@@ -261,7 +261,7 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
             fs::write(
                 &config,
                 format!(
-                    "export default {{ input: {}, external: [\"schedbox:scenario/ops@0.1.0\"], \
+                    "export default {{ input: {}, external: [\"schedbox:scenario/ops@0.1.0\", \"schedbox:scenario/metrics@0.1.0\"], \
                      resolve: {{ alias: {{ schedbox: {} }} }}, output: {{ file: {}, format: \"esm\" }} }};\n",
                     js(&src.join("app.js")),
                     js(&helper),
