@@ -121,6 +121,7 @@ mod builders;
 mod op;
 mod scenario;
 mod stream;
+mod workloads;
 
 /// The `wit-bindgen` output for `wit/scenario.wit`. Used by
 /// [`export_scenario!`]; scenarios use the re-exports instead.
@@ -179,6 +180,7 @@ pub mod prelude {
         KernelValueWidth, KernelWrite, OpError, Outcome, Phase, Results, ScenarioInfo, SchedPolicy, SpawnPlacement,
         StepStatus, Topology, Verdict, WorkSpec, WorkType, WorkerCount, WorkerMetrics,
     };
+    pub use crate::ops::{Policy, Work, WorkSpecV2};
     pub use crate::{emit, step_metrics, Backdrop, Checker, IntoMillis, Op, Scenario, Step};
 }
 

@@ -80,6 +80,13 @@ pub enum Op {
         /// What they do.
         work: WorkSpec,
     },
+    /// `spawn-work` (the work types and policies added within 0.1)
+    SpawnWork {
+        /// Where the workers go.
+        placement: SpawnPlacement,
+        /// What they do.
+        work: crate::ops::WorkSpecV2,
+    },
     /// `stop-cgroup`
     StopCgroup {
         /// The cgroup whose workers stop.
@@ -359,6 +366,12 @@ impl Op {
         Op::Spawn { placement, work }
     }
 
+    /// Start workers of the added work types or with SCHED_DEADLINE
+    /// (see [`WorkSpecV2`](crate::ops::WorkSpecV2)); the host records a `spawn`.
+    pub fn spawn_work(placement: SpawnPlacement, work: crate::ops::WorkSpecV2) -> Self {
+        Op::SpawnWork { placement, work }
+    }
+
     /// Stop the workers of a cgroup.
     pub fn stop_cgroup(cgroup: impl Into<String>) -> Self {
         Op::StopCgroup { cgroup: cgroup.into() }
@@ -502,6 +515,7 @@ impl Op {
             Op::UnfreezeCgroup { .. } => "unfreeze-cgroup",
             Op::CaptureCgroupProcs { .. } => "capture-cgroup-procs",
             Op::Spawn { .. } => "spawn",
+            Op::SpawnWork { .. } => "spawn-work",
             Op::StopCgroup { .. } => "stop-cgroup",
             Op::SetAffinity { .. } => "set-affinity",
             Op::MoveAllTasks { .. } => "move-all-tasks",
@@ -543,6 +557,7 @@ impl Op {
             Op::UnfreezeCgroup { cgroup } => ops::unfreeze_cgroup(cgroup),
             Op::CaptureCgroupProcs { tag, cgroup } => ops::capture_cgroup_procs(tag, cgroup),
             Op::Spawn { placement, work } => ops::spawn(placement, work),
+            Op::SpawnWork { placement, work } => ops::spawn_work(placement, work),
             Op::StopCgroup { cgroup } => ops::stop_cgroup(cgroup),
             Op::SetAffinity { cgroup, affinity } => ops::set_affinity(cgroup, affinity),
             Op::MoveAllTasks { from, to } => ops::move_all_tasks(from, to),
