@@ -22,3 +22,37 @@ fn the_sdk_reaches_every_op_of_the_contract() {
     assert!(loaded.imports.iter().any(|i| i.name.starts_with("schedbox:scenario/ops@0.1.")));
     assert!(loaded.imports.iter().all(|i| i.allowed));
 }
+
+/// `spawn-work` (the work types and policies added within 0.1) reaches the host's model:
+/// every added work type and SCHED_DEADLINE arrive as `spawn` ops, validated.
+#[test]
+fn spawn_work_reaches_every_added_work_type() {
+    use schedbox::op_model::{Op, SchedPolicy, WorkType};
+    let sb = TestSandbox::new(SandboxLimits::default());
+    let loaded = sb.load_file(&fixture("spawn-work")).unwrap_or_else(|e| panic!("{e}"));
+    let plan = sb.plan(&loaded).unwrap_or_else(|e| panic!("{e}"));
+    let specs: Vec<_> = plan
+        .stream
+        .ops()
+        .filter_map(|(_, _, op)| match op {
+            Op::Spawn { work, .. } => Some(work.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(specs.len(), 25, "{specs:?}");
+    assert!(specs.iter().all(|s| s.comm.as_deref() == Some("new-work") || s.comm.is_none()));
+    let names: BTreeSet<String> = specs[..24]
+        .iter()
+        .map(|s| match serde_json::to_value(&s.work).unwrap() {
+            serde_json::Value::String(n) => n,
+            serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names.len(), 24, "each added work type once: {names:?}");
+    assert!(specs.iter().any(|s| s.work == WorkType::WakeChain { depth: 3, pipe: true, work_iters: 500 }));
+    assert!(specs.iter().any(|s| s.work == WorkType::Schbench { workers: 2, request_us: 200, sleep_us: 1000 }));
+    assert_eq!(specs[24].policy, SchedPolicy::Deadline { runtime_us: 2000, deadline_us: 10_000, period_us: 10_000 });
+    assert_eq!(specs[24].work, WorkType::SpinWait);
+    assert!(loaded.imports.iter().any(|i| i.name.starts_with("schedbox:scenario/ops@0.1.")));
+}
