@@ -136,6 +136,13 @@ fn python_toolchain(root: &Path) -> Result<Tool> {
     {
         let start = Instant::now();
         let python = which(&["python3"]).context("python3 is not installed (apt-get install python3 python3-venv)")?;
+        let has_venv = |python: &str| {
+            Command::new(python).args(["-c", "import venv, ensurepip"]).output().is_ok_and(|o| o.status.success())
+        };
+        if !has_venv(&python) {
+            // Debian splits venv out of python3.
+            crate::prereqs::apt_packages(&["python3-venv"]).context("python3 has no venv module")?;
+        }
         crate::run(root, &python, &["-m", "venv", &dir.to_string_lossy()])?;
         let pip = dir.join("bin/pip");
         crate::run(
@@ -157,6 +164,10 @@ fn js_toolchain(root: &Path) -> Result<Tool> {
     let bins = ["componentize-js", "rolldown"].map(|b| dir.join("node_modules/.bin").join(b));
     if fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) || !bins.iter().all(|b| b.is_file()) {
         let start = Instant::now();
+        if which(&["node"]).is_err() || which(&["npm"]).is_err() {
+            crate::prereqs::apt_packages(&["nodejs", "npm"]).context("Node.js and npm are not installed")?;
+        }
+        node_is_recent_enough()?;
         let npm = which(&["npm"]).context("npm is not installed (apt-get install nodejs npm)")?;
         fs::create_dir_all(&dir)?;
         // Exact versions in a package.json of our own; npm resolves the rest.
@@ -175,6 +186,18 @@ fn js_toolchain(root: &Path) -> Result<Tool> {
         eprintln!("installed {want} in {:.0} s", start.elapsed().as_secs_f64());
     }
     Ok(Tool { dir, version: want })
+}
+
+/// rolldown (the bundler jco brings) needs Node.js 20.19 or later; Debian 12 ships 18.
+fn node_is_recent_enough() -> Result<()> {
+    let out = Command::new("node").arg("--version").output().context("running node --version")?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (20, 19) {
+        bail!("Node.js {version} is too old: the bundler needs 20.19 or later");
+    }
+    Ok(())
 }
 
 /// The first of `names` on `PATH`.
