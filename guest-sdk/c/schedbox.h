@@ -864,6 +864,254 @@ static inline bool sb_expect_steps_passed(sb_checker_t *c, const sb_results_t *r
     return ok;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Assertions on the step metrics, with the Rust SDK's names, semantics and   */
+/* messages (bounds print with %g). Each judges the per-step differences of   */
+/* the cumulative counters (a worker is followed by its tid), records one     */
+/* failure per offending cgroup, worker and step, and returns whether         */
+/* everything held. None passes on missing data.                             */
+
+typedef schedbox_scenario_metrics_list_step_metrics_t sb__steps_t;
+
+static inline const sb_worker_stat_t *sb__prev_worker(const sb__steps_t *s, size_t i, const sb_worker_stat_t *w) {
+    if (i == 0) return NULL;
+    const sb_step_metrics_t *p = &s->ptr[i - 1];
+    for (size_t j = 0; j < p->workers.len; j++)
+        if (p->workers.ptr[j].tid == w->tid) return &p->workers.ptr[j];
+    return NULL;
+}
+
+static inline uint64_t sb__sat_sub(uint64_t a, uint64_t b) { return a < b ? 0 : a - b; }
+
+static inline uint64_t sb__units_in_step(const sb__steps_t *s, size_t i, const sb_worker_stat_t *w) {
+    const sb_worker_stat_t *p = sb__prev_worker(s, i, w);
+    return p ? sb__sat_sub(w->work_units, p->work_units) : w->work_units;
+}
+
+static inline uint64_t sb__wall_in_step(const sb__steps_t *s, size_t i, const sb_worker_stat_t *w) {
+    const sb_worker_stat_t *p = sb__prev_worker(s, i, w);
+    return p ? sb__sat_sub(w->wall_time_ns, p->wall_time_ns) : w->wall_time_ns;
+}
+
+/* Whether `w` was seen on `cpu` during step `i`. */
+static inline bool sb__cpu_in_step(const sb__steps_t *s, size_t i, const sb_worker_stat_t *w, uint32_t cpu,
+                                   uint64_t count) {
+    const sb_worker_stat_t *p = sb__prev_worker(s, i, w);
+    uint64_t before = 0;
+    if (p)
+        for (size_t k = 0; k < p->cpus.len; k++)
+            if (p->cpus.ptr[k].cpu == cpu) before = p->cpus.ptr[k].count;
+    return count > before;
+}
+
+static inline bool sb__in_list(const scenario_list_u32_t *l, uint32_t x) {
+    for (size_t k = 0; k < l->len; k++)
+        if (l->ptr[k] == x) return true;
+    return false;
+}
+
+/* Appends `cpus` as "0,2,3" to buf. */
+static inline void sb__cpu_text(char *buf, size_t cap, const uint32_t *cpus, size_t n) {
+    size_t at = 0;
+    buf[0] = 0;
+    for (size_t k = 0; k < n && at < cap; k++) at += (size_t)snprintf(buf + at, cap - at, k ? ",%u" : "%u", cpus[k]);
+}
+
+static inline void sb__ratio_text(char *buf, size_t cap, double r) {
+    if (r != r || r > 1.7976931348623157e308 || r < -1.7976931348623157e308)
+        snprintf(buf, cap, "inf");
+    else
+        snprintf(buf, cap, "%.2f", r);
+}
+
+static inline long sb__step_index(const sb__steps_t *s, uint32_t step) {
+    for (size_t i = 0; i < s->len; i++)
+        if (s->ptr[i].step == step) return (long)i;
+    return -1;
+}
+
+static inline bool sb__steps_with(sb_checker_t *c, const sb__steps_t *s, const char *cgroup, const char *what) {
+    for (size_t i = 0; i < s->len; i++)
+        if (sb_step_cgroup(&s->ptr[i], cgroup)) return true;
+    sb_fail(c, "%s: cgroup `%s` is in no step's metrics (%zu steps)", what, cgroup, s->len);
+    return false;
+}
+
+/* Isolation: in every step where `cgroup` lived, each of its workers ran only on
+ * CPUs of its resolved cpuset (at that step's end, or at the previous step's end). */
+static inline bool sb_expect_isolation(sb_checker_t *c, const sb__steps_t *s, const char *cgroup) {
+    if (!sb__steps_with(c, s, cgroup, "isolation")) return false;
+    bool ok = true;
+    for (size_t i = 0; i < s->len; i++) {
+        const sb_cgroup_state_t *cg = sb_step_cgroup(&s->ptr[i], cgroup);
+        if (!cg) continue;
+        const sb_cgroup_state_t *prev = i ? sb_step_cgroup(&s->ptr[i - 1], cgroup) : NULL;
+        for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+            const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+            if (!sb_str_eq(w->cgroup, cgroup)) continue;
+            uint32_t outside[256];
+            size_t n = 0;
+            for (size_t k = 0; k < w->cpus.len && n < 256; k++) {
+                uint32_t cpu = w->cpus.ptr[k].cpu;
+                if (!sb__cpu_in_step(s, i, w, cpu, w->cpus.ptr[k].count)) continue;
+                if (sb__in_list(&cg->cpus_effective, cpu) || (prev && sb__in_list(&prev->cpus_effective, cpu))) continue;
+                outside[n++] = cpu;
+            }
+            if (n) {
+                ok = false;
+                char out[1024], set[1024];
+                sb__cpu_text(out, sizeof out, outside, n);
+                sb__cpu_text(set, sizeof set, cg->cpus_effective.ptr, cg->cpus_effective.len);
+                sb_fail(c, "isolation: step %u, cgroup `%s`, worker %u: ran on CPUs %s outside its cpuset %s",
+                        (unsigned)s->ptr[i].step, cgroup, (unsigned)w->tid, out, set);
+            }
+        }
+    }
+    return ok;
+}
+
+/* Not starved: in every step where `cgroup` lived, each of its live workers did
+ * some work, and none had a gap between two iterations longer than `max_gap_ns`. */
+static inline bool sb_expect_not_starved(sb_checker_t *c, const sb__steps_t *s, const char *cgroup,
+                                         uint64_t max_gap_ns) {
+    if (!sb__steps_with(c, s, cgroup, "not starved")) return false;
+    bool ok = true;
+    for (size_t i = 0; i < s->len; i++) {
+        if (!sb_step_cgroup(&s->ptr[i], cgroup)) continue;
+        size_t live = 0;
+        for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+            const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+            if (sb_str_eq(w->cgroup, cgroup) && w->alive) live++;
+        }
+        if (!live) {
+            ok = false;
+            sb_fail(c, "not starved: step %u, cgroup `%s`: no live worker", (unsigned)s->ptr[i].step, cgroup);
+        }
+        for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+            const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+            if (!sb_str_eq(w->cgroup, cgroup) || !w->alive) continue;
+            if (sb__units_in_step(s, i, w) == 0) {
+                ok = false;
+                sb_fail(c, "not starved: step %u, cgroup `%s`, worker %u: no work done in the step (%llu units in all)",
+                        (unsigned)s->ptr[i].step, cgroup, (unsigned)w->tid, (unsigned long long)w->work_units);
+            }
+            if (w->max_gap_ns > max_gap_ns) {
+                ok = false;
+                sb_fail(c,
+                        "not starved: step %u, cgroup `%s`, worker %u: a gap of %llu ns (bound %llu ns) ending on CPU "
+                        "%u at %llu ns",
+                        (unsigned)s->ptr[i].step, cgroup, (unsigned)w->tid, (unsigned long long)w->max_gap_ns,
+                        (unsigned long long)max_gap_ns, (unsigned)w->max_gap_cpu, (unsigned long long)w->max_gap_at_ns);
+            }
+        }
+    }
+    return ok;
+}
+
+/* Fairness: in step `step`, the work units each live worker of `cgroup` did in
+ * that step are within `max_ratio` of each other (most / fewest <= max_ratio). */
+static inline bool sb_expect_fairness(sb_checker_t *c, const sb__steps_t *s, uint32_t step, const char *cgroup,
+                                      double max_ratio) {
+    long i = sb__step_index(s, step);
+    if (i < 0) {
+        sb_fail(c, "fairness: no metrics for step %u (%zu steps)", (unsigned)step, s->len);
+        return false;
+    }
+    size_t n = 0;
+    uint32_t lo_tid = 0, hi_tid = 0;
+    uint64_t lo = 0, hi = 0;
+    for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+        const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+        if (!sb_str_eq(w->cgroup, cgroup) || !w->alive) continue;
+        uint64_t u = sb__units_in_step(s, (size_t)i, w);
+        /* The first fewest and the last most, as the Rust SDK picks them. */
+        if (n == 0 || u < lo) lo = u, lo_tid = w->tid;
+        if (n == 0 || u >= hi) hi = u, hi_tid = w->tid;
+        n++;
+    }
+    if (n < 2) {
+        sb_fail(c, "fairness: step %u, cgroup `%s`: %zu live worker(s), need at least 2 to compare", (unsigned)step,
+                cgroup, n);
+        return false;
+    }
+    double ratio = lo == 0 ? 1.0 / 0.0 : (double)hi / (double)lo;
+    char r[64];
+    sb__ratio_text(r, sizeof r, ratio);
+    return sb_expect(c, ratio <= max_ratio,
+                     "fairness: step %u, cgroup `%s`: worker %u did %llu units, worker %u %llu (ratio %s, bound %g)",
+                     (unsigned)step, cgroup, (unsigned)hi_tid, (unsigned long long)hi, (unsigned)lo_tid,
+                     (unsigned long long)lo, r, max_ratio);
+}
+
+static inline bool sb__rate(sb_checker_t *c, const sb__steps_t *s, const char *cgroup, uint32_t step, double *rate) {
+    long i = sb__step_index(s, step);
+    if (i < 0) {
+        sb_fail(c, "phase ratio: no metrics for step %u (%zu steps)", (unsigned)step, s->len);
+        return false;
+    }
+    size_t n = 0;
+    uint64_t wall = 0, units = 0;
+    for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+        const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+        if (!sb_str_eq(w->cgroup, cgroup)) continue;
+        n++;
+        uint64_t x = sb__wall_in_step(s, (size_t)i, w);
+        if (x > wall) wall = x;
+        units += sb__units_in_step(s, (size_t)i, w);
+    }
+    if (n == 0 || wall == 0) {
+        sb_fail(c, "phase ratio: step %u, cgroup `%s`: no workers to measure", (unsigned)step, cgroup);
+        return false;
+    }
+    *rate = (double)units / ((double)wall / 1e9);
+    return true;
+}
+
+/* Per-phase ratio: `cgroup`'s throughput (work units per second, summed over its
+ * workers) in step `b` divided by that in step `a` lies in lo..=hi. */
+static inline bool sb_expect_phase_ratio(sb_checker_t *c, const sb__steps_t *s, const char *cgroup, uint32_t a,
+                                         uint32_t b, double lo, double hi) {
+    double ra = 0, rb = 0;
+    bool ok_a = sb__rate(c, s, cgroup, a, &ra);
+    bool ok_b = sb__rate(c, s, cgroup, b, &rb);
+    if (!ok_a || !ok_b) return false;
+    double ratio = ra == 0 ? 1.0 / 0.0 : rb / ra;
+    char r[64];
+    sb__ratio_text(r, sizeof r, ratio);
+    return sb_expect(c, ratio >= lo && ratio <= hi,
+                     "phase ratio: cgroup `%s`: step %u did %.0f units/s, step %u %.0f units/s (ratio %s, want %g..=%g)",
+                     cgroup, (unsigned)b, rb, (unsigned)a, ra, r, lo, hi);
+}
+
+/* Scheduler stayed attached: at the end of every step in first..=last, sched_ext
+ * is `enabled` and, when `ops` is not NULL, `root/ops` names it. */
+static inline bool sb_expect_scheduler_attached(sb_checker_t *c, const sb__steps_t *s, uint32_t first, uint32_t last,
+                                                const char *ops) {
+    bool ok = true;
+    for (uint32_t step = first; step <= last; step++) {
+        long i = sb__step_index(s, step);
+        if (i < 0) {
+            sb_fail(c, "scheduler attached: no metrics for step %u (%zu steps)", (unsigned)step, s->len);
+            ok = false;
+            continue;
+        }
+        const sb_step_metrics_t *m = &s->ptr[i];
+        if (!sb_str_eq(m->sched_ext_state, "enabled") || (ops && !sb_str_eq(m->sched_ext_ops, ops))) {
+            ok = false;
+            char want[256];
+            if (ops)
+                snprintf(want, sizeof want, ", want enabled with \"%s\"", ops);
+            else
+                snprintf(want, sizeof want, ", want enabled");
+            sb_fail(c, "scheduler attached: step %u: sched_ext \"%.*s\" with ops \"%.*s\"%s", (unsigned)step,
+                    (int)m->sched_ext_state.len, (const char *)m->sched_ext_state.ptr, (int)m->sched_ext_ops.len,
+                    (const char *)m->sched_ext_ops.ptr, want);
+        }
+        if (step == UINT32_MAX) break;
+    }
+    return ok;
+}
+
 /* Pass if nothing failed, otherwise fail with every message (moved into `ret`). */
 static inline void sb__checker_into(sb_checker_t *c, scenario_verdict_t *ret) {
     ret->outcome = c->len ? SCHEDBOX_SCENARIO_TYPES_OUTCOME_FAIL : SCHEDBOX_SCENARIO_TYPES_OUTCOME_PASS;

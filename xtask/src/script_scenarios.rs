@@ -254,6 +254,8 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
         return Ok(());
     }
     fs::create_dir_all(out.parent().context("an output has a directory")?)?;
+    // Written under a temporary name and renamed: a concurrent reader never sees half a component.
+    let tmp = out.with_extension(format!("wasm.tmp{}", std::process::id()));
     let start = Instant::now();
     let wit = root.join("wit");
     let status = match lang {
@@ -262,7 +264,7 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
             Command::new(tool.dir.join("bin/componentize-py"))
                 .args(["-d".as_ref(), wit.as_os_str(), "-w".as_ref(), "scenario".as_ref(), "componentize".as_ref()])
                 .args(["-p".as_ref(), src.as_os_str(), "-p".as_ref(), sdk.as_os_str()])
-                .args(["app".as_ref(), "-o".as_ref(), out.as_os_str()])
+                .args(["app".as_ref(), "-o".as_ref(), tmp.as_os_str()])
                 // No __pycache__ in the source tree.
                 .env("PYTHONDONTWRITEBYTECODE", "1")
                 .current_dir(src)
@@ -313,7 +315,7 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
                     "-n".as_ref(),
                     "scenario".as_ref(),
                     "-o".as_ref(),
-                    out.as_os_str(),
+                    tmp.as_os_str(),
                 ])
                 .current_dir(root)
                 .status()
@@ -321,8 +323,10 @@ fn build_one(root: &Path, lang: Lang, tool: &Tool, src: &Path, name: &str, out: 
     }
     .with_context(|| format!("starting the {} toolchain", lang.dir()))?;
     if !status.success() {
+        let _ = fs::remove_file(&tmp);
         bail!("building the {} scenario {} failed with {status}", lang.dir(), src.display());
     }
+    fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
     fs::write(&stamp, digest)?;
     let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!("built {} ({:.1} MB) in {:.0} s", out.display(), size as f64 / 1e6, start.elapsed().as_secs_f64());
