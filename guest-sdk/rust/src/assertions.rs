@@ -32,6 +32,15 @@ fn wall_in_step(steps: &[StepMetrics], i: usize, w: &WorkerStat) -> u64 {
     w.wall_time_ns.saturating_sub(previous(steps, i, w).map_or(0, |p| p.wall_time_ns))
 }
 
+/// A ratio as the messages print it (the C and Go SDKs print it the same way).
+fn ratio_text(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "inf".into()
+    }
+}
+
 fn list(cpus: &[u32]) -> String {
     cpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
@@ -136,7 +145,8 @@ impl Checker {
             ratio <= max_ratio,
             format!(
                 "fairness: step {step}, cgroup `{cgroup}`: worker {max_tid} did {max} units, worker {min_tid} {min} \
-                 (ratio {ratio:.2}, bound {max_ratio})"
+                 (ratio {}, bound {max_ratio})",
+                ratio_text(ratio)
             ),
         )
     }
@@ -172,7 +182,8 @@ impl Checker {
             (lo..=hi).contains(&ratio),
             format!(
                 "phase ratio: cgroup `{cgroup}`: step {b} did {rb:.0} units/s, step {a} {ra:.0} units/s \
-                 (ratio {ratio:.2}, want {lo}..={hi})"
+                 (ratio {}, want {lo}..={hi})",
+                ratio_text(ratio)
             ),
         )
     }
