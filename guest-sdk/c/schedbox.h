@@ -440,6 +440,8 @@ typedef struct {
     sb_cpuset_t cpus;
     sb_placement_t placement;
     sb_work_t work;
+    bool work_v2;              /* spawn-work: `work2` instead of `work` */
+    schedbox_scenario_ops_work_spec_v2_t work2;
     sb_affinity_t affinity;
     scenario_list_string_t args;
     schedbox_scenario_ops_list_kernel_write_t writes;
@@ -506,6 +508,83 @@ static inline sb_op_t sb_spawn_in(const char *cgroup, sb_work_t work) {
     op.work = work;
     return op;
 }
+
+/* spawn-work: the work types and SCHED_DEADLINE added within 0.1. Build a kind with
+ * `sb_w2_<type>(...)`, a spec with `sb_work2(kind, SB_WORK(...))` (count, policy, nice,
+ * affinity and comm come from the `SB_WORK`), optionally `sb_work2_deadline(...)`, and
+ * spawn it with `sb_spawn_work_in(cgroup, spec)`. */
+typedef schedbox_scenario_ops_work_t sb_work2_kind_t;
+typedef schedbox_scenario_ops_work_spec_v2_t sb_work2_t;
+#define SB__W2(TAG) ((sb_work2_kind_t){.tag = SCHEDBOX_SCENARIO_OPS_WORK_##TAG})
+#define SB__W2V(TAG, FIELD, ...) ((sb_work2_kind_t){.tag = SCHEDBOX_SCENARIO_OPS_WORK_##TAG, .val.FIELD = __VA_ARGS__})
+#define sb_w2_base(work_type) SB__W2V(BASE, base, (work_type))
+#define sb_w2_alu_hot() SB__W2(ALU_HOT)
+#define sb_w2_smt_sibling_spin() SB__W2(SMT_SIBLING_SPIN)
+#define sb_w2_ipc_variance(phase_ms, size_kib) \
+    SB__W2V(IPC_VARIANCE, ipc_variance, (schedbox_scenario_ops_ipc_variance_t){(phase_ms), (size_kib)})
+#define sb_w2_fan_out_compute(fan_out, iters) \
+    SB__W2V(FAN_OUT_COMPUTE, fan_out_compute, (schedbox_scenario_ops_fan_out_compute_t){(fan_out), (iters)})
+#define sb_w2_asymmetric_waker(waker_iters, wakee_iters) \
+    SB__W2V(ASYMMETRIC_WAKER, asymmetric_waker, (schedbox_scenario_ops_asymmetric_waker_t){(waker_iters), (wakee_iters)})
+#define sb_w2_epoll_storm(waiters) SB__W2V(EPOLL_STORM, epoll_storm, (waiters))
+#define sb_w2_thundering_herd(waiters, iters) \
+    SB__W2V(THUNDERING_HERD, thundering_herd, (schedbox_scenario_ops_thundering_herd_t){(waiters), (iters)})
+#define sb_w2_timer_latency(period_us) SB__W2V(TIMER_LATENCY, timer_latency, (period_us))
+#define sb_w2_wake_chain(depth, pipe, iters) \
+    SB__W2V(WAKE_CHAIN, wake_chain, (schedbox_scenario_ops_wake_chain_work_t){(depth), (pipe), (iters)})
+#define sb_w2_schbench(workers, request_us, sleep_us) \
+    SB__W2V(SCHBENCH, schbench, (schedbox_scenario_ops_schbench_t){(workers), (request_us), (sleep_us)})
+#define sb_w2_nice_sweep(period_us) SB__W2V(NICE_SWEEP, nice_sweep, (period_us))
+#define sb_w2_affinity_churn(period_us) SB__W2V(AFFINITY_CHURN, affinity_churn, (period_us))
+#define sb_w2_cross_affinity_churn(period_us) SB__W2V(CROSS_AFFINITY_CHURN, cross_affinity_churn, (period_us))
+#define sb_w2_policy_churn(period_us) SB__W2V(POLICY_CHURN, policy_churn, (period_us))
+#define sb_w2_mutex_contention(contenders, hold_iters, work_iters) \
+    SB__W2V(MUTEX_CONTENTION, mutex_contention,                   \
+            (schedbox_scenario_ops_mutex_contention_t){(contenders), (hold_iters), (work_iters)})
+#define sb_w2_priority_inversion(pi, hold_iters) \
+    SB__W2V(PRIORITY_INVERSION, priority_inversion, (schedbox_scenario_ops_priority_inversion_t){(pi), (hold_iters)})
+#define sb_w2_rt_starvation() SB__W2(RT_STARVATION)
+#define sb_w2_preempt_storm(period_us, burst_iters) \
+    SB__W2V(PREEMPT_STORM, preempt_storm, (schedbox_scenario_ops_preempt_storm_t){(period_us), (burst_iters)})
+#define sb_w2_signal_storm() SB__W2(SIGNAL_STORM)
+#define sb_w2_producer_consumer_imbalance(producers, consumers, iters) \
+    SB__W2V(PRODUCER_CONSUMER_IMBALANCE, producer_consumer_imbalance, \
+            (schedbox_scenario_ops_producer_consumer_t){(producers), (consumers), (iters)})
+#define sb_w2_page_fault_churn(size_kib) SB__W2V(PAGE_FAULT_CHURN, page_fault_churn, (size_kib))
+#define sb_w2_idle_churn(spin_iters, sleep_us) \
+    SB__W2V(IDLE_CHURN, idle_churn, (schedbox_scenario_ops_idle_churn_t){(spin_iters), (sleep_us)})
+#define sb_w2_cache_yield(size_kib) SB__W2V(CACHE_YIELD, cache_yield, (size_kib))
+#define sb_w2_cache_pipe(size_kib) SB__W2V(CACHE_PIPE, cache_pipe, (size_kib))
+/* A spawn-work spec doing `kind`, with everything else from `base`. */
+static inline sb_work2_t sb_work2(sb_work2_kind_t kind, sb_work_t base) {
+    sb_work2_t w;
+    memset(&w, 0, sizeof w);
+    w.work = kind;
+    w.workers = base.workers;
+    w.policy.tag = SCHEDBOX_SCENARIO_OPS_POLICY_BASE;
+    w.policy.val.base = base.policy;
+    w.nice = base.nice;
+    w.affinity = base.affinity;
+    w.comm = base.comm;
+    return w;
+}
+/* `w` with SCHED_DEADLINE: `runtime_us` every `period_us`, due `deadline_us` into it. */
+static inline sb_work2_t sb_work2_deadline(sb_work2_t w, uint64_t runtime_us, uint64_t deadline_us,
+                                           uint64_t period_us) {
+    w.policy.tag = SCHEDBOX_SCENARIO_OPS_POLICY_DEADLINE;
+    w.policy.val.deadline = (schedbox_scenario_ops_deadline_t){runtime_us, deadline_us, period_us};
+    return w;
+}
+/* spawn-work into an existing managed cgroup (the host records a `spawn`). */
+static inline sb_op_t sb_spawn_work_in(const char *cgroup, sb_work2_t work) {
+    sb_op_t op = sb__op(SB_OP_SPAWN, NULL, NULL);
+    op.placement.tag = SCHEDBOX_SCENARIO_TYPES_SPAWN_PLACEMENT_CGROUP;
+    op.placement.val.cgroup = sb_str(cgroup);
+    op.work_v2 = true;
+    op.work2 = work;
+    return op;
+}
+
 static inline sb_op_t sb_stop_cgroup(const char *cgroup) { return sb__op(SB_OP_STOP_CGROUP, cgroup, NULL); }
 static inline sb_op_t sb_set_affinity(const char *cgroup, sb_affinity_t affinity) {
     sb_op_t op = sb__op(SB_OP_SET_AFFINITY, cgroup, NULL);
@@ -591,7 +670,9 @@ static inline bool sb_op_call(const sb_op_t *o, sb_op_error_t *err) {
     case SB_OP_FREEZE_CGROUP: return schedbox_scenario_ops_freeze_cgroup(&op.a, err);
     case SB_OP_UNFREEZE_CGROUP: return schedbox_scenario_ops_unfreeze_cgroup(&op.a, err);
     case SB_OP_CAPTURE_CGROUP_PROCS: return schedbox_scenario_ops_capture_cgroup_procs(&op.a, &op.b, err);
-    case SB_OP_SPAWN: return schedbox_scenario_ops_spawn(&op.placement, &op.work, err);
+    case SB_OP_SPAWN:
+        return op.work_v2 ? schedbox_scenario_ops_spawn_work(&op.placement, &op.work2, err)
+                          : schedbox_scenario_ops_spawn(&op.placement, &op.work, err);
     case SB_OP_STOP_CGROUP: return schedbox_scenario_ops_stop_cgroup(&op.a, err);
     case SB_OP_SET_AFFINITY: return schedbox_scenario_ops_set_affinity(&op.a, &op.affinity, err);
     case SB_OP_MOVE_ALL_TASKS: return schedbox_scenario_ops_move_all_tasks(&op.a, &op.b, err);

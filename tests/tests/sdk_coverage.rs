@@ -56,3 +56,19 @@ fn spawn_work_reaches_every_added_work_type() {
     assert_eq!(specs[24].work, WorkType::SpinWait);
     assert!(loaded.imports.iter().any(|i| i.name.starts_with("schedbox:scenario/ops@0.1.")));
 }
+
+/// The C and Go SDKs reach spawn-work too: their `spawn-work` fixtures plan to the Rust
+/// fixture's stream, op for op.
+#[test]
+fn c_and_go_spawn_work_fixtures_plan_like_the_rust_one() {
+    let sb = TestSandbox::new(SandboxLimits::default());
+    let plan = |name: &str| {
+        let loaded = sb.load_file(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        sb.plan(&loaded).unwrap_or_else(|e| panic!("{name}: {e}")).stream
+    };
+    let rust = serde_json::to_string_pretty(&plan("spawn-work")).unwrap();
+    for lang in ["c", "go"] {
+        let other = serde_json::to_string_pretty(&plan(&format!("{lang}/spawn-work"))).unwrap();
+        assert!(other == rust, "{lang} spawn-work stream differs from Rust's:\n{other}\n--- rust:\n{rust}");
+    }
+}
