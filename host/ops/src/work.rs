@@ -111,6 +111,34 @@ pub enum WorkType {
     CachePipe { size_kib: u32 },
 }
 
+impl WorkType {
+    /// Workers per group: pairs, a waker plus its waiters, a chain, contenders, the
+    /// priority-inversion triple; 1 otherwise. A spawn's count is a multiple of it.
+    pub fn group_size(&self) -> u32 {
+        match self {
+            WorkType::FutexPingPong { .. }
+            | WorkType::PipeIo { .. }
+            | WorkType::SmtSiblingSpin
+            | WorkType::AsymmetricWaker { .. }
+            | WorkType::CrossAffinityChurn { .. }
+            | WorkType::RtStarvation
+            | WorkType::PreemptStorm { .. }
+            | WorkType::SignalStorm
+            | WorkType::CachePipe { .. } => 2,
+            WorkType::PriorityInversion { .. } => 3,
+            WorkType::FutexFanOut { fan_out: n, .. }
+            | WorkType::FanOutCompute { fan_out: n, .. }
+            | WorkType::EpollStorm { waiters: n }
+            | WorkType::ThunderingHerd { waiters: n, .. }
+            | WorkType::Schbench { workers: n, .. } => n.saturating_add(1),
+            WorkType::WakeChain { depth, .. } => *depth,
+            WorkType::MutexContention { contenders, .. } => *contenders,
+            WorkType::ProducerConsumerImbalance { producers, consumers, .. } => producers.saturating_add(*consumers),
+            _ => 1,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

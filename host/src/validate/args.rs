@@ -194,7 +194,17 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
         }
         _ => {}
     }
-    new_work(&w.work)
+    new_work(&w.work)?;
+    let group = w.work.group_size().max(1);
+    if let WorkerCount::Count(n) = w.workers {
+        if n % group != 0 {
+            return Err(Problem::new(
+                format!("{} runs in groups of {group} workers; {n} is not a multiple of {group}", work_name(&w.work)),
+                format!("spawn a multiple of {group} workers, e.g. {group}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Group sizes and parameter bounds of the workload families beyond the basic loops.

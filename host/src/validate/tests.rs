@@ -440,7 +440,7 @@ pub(crate) fn every_new_work_type() -> Vec<WorkType> {
 #[test]
 fn new_work_types_validate_and_their_bounds_are_checked() {
     for work in every_new_work_type() {
-        let spec = WorkSpec::default().work(work.clone());
+        let spec = WorkSpec::default().work(work.clone()).workers(work.group_size());
         let s = stream(
             Backdrop::new(),
             vec![Step::with_defs(
@@ -472,6 +472,16 @@ fn new_work_types_validate_and_their_bounds_are_checked() {
         "mutex-contention contenders 0",
     );
     reject_at(spawn(WorkType::PageFaultChurn { size_kib: 0 }), 0, OpKind::Spawn, "page-fault-churn size_kib 0 KiB");
+    let t = reject_at(
+        vec![Op::spawn(
+            SpawnPlacement::cgroup("a"),
+            WorkSpec::default().work(WorkType::Schbench { workers: 3, request_us: 1, sleep_us: 1 }).workers(6),
+        )],
+        0,
+        OpKind::Spawn,
+        "schbench runs in groups of 4 workers; 6 is not a multiple of 4",
+    );
+    assert!(t.contains("spawn a multiple of 4 workers"), "{t}");
     reject_at(
         spawn(WorkType::IpcVariance { phase_ms: 0, size_kib: 1 }),
         0,

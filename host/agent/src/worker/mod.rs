@@ -45,30 +45,9 @@ pub struct WorkerSpec {
     pub report_fd: RawFd,
 }
 
-/// Workers per group: pairs, a waker plus its waiters, a chain, contenders, the
-/// priority-inversion triple; 1 otherwise.
+/// Workers per group (see [`WorkType::group_size`]).
 pub fn group_size(work: &WorkType) -> u32 {
-    match work {
-        WorkType::FutexPingPong { .. }
-        | WorkType::PipeIo { .. }
-        | WorkType::SmtSiblingSpin
-        | WorkType::AsymmetricWaker { .. }
-        | WorkType::CrossAffinityChurn { .. }
-        | WorkType::RtStarvation
-        | WorkType::PreemptStorm { .. }
-        | WorkType::SignalStorm
-        | WorkType::CachePipe { .. } => 2,
-        WorkType::PriorityInversion { .. } => 3,
-        WorkType::FutexFanOut { fan_out: n, .. }
-        | WorkType::FanOutCompute { fan_out: n, .. }
-        | WorkType::EpollStorm { waiters: n }
-        | WorkType::ThunderingHerd { waiters: n, .. }
-        | WorkType::Schbench { workers: n, .. } => n.saturating_add(1),
-        WorkType::WakeChain { depth, .. } => *depth,
-        WorkType::MutexContention { contenders, .. } => *contenders,
-        WorkType::ProducerConsumerImbalance { producers, consumers, .. } => producers.saturating_add(*consumers),
-        _ => 1,
-    }
+    work.group_size()
 }
 
 /// The worker's `main`; never returns.
