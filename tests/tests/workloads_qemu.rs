@@ -156,7 +156,8 @@ fn every_workload_family_shows_its_effect_in_the_kernel_or_its_measurements() {
     let mut ran: Vec<u32> =
         workers(&sm, "smt").iter().map(|w| w.cpus.iter().max_by_key(|(_, n)| *n).map_or(u32::MAX, |c| c.0)).collect();
     let mut pinned = smt.clone();
-    (ran.sort_unstable(), pinned.sort_unstable());
+    ran.sort_unstable();
+    pinned.sort_unstable();
     assert_eq!(ran, pinned, "{:?}", workers(&sm, "smt"));
     // Wakees record wake-up latency; the wakers (position 0) do not.
     for cg in ["fan", "epoll", "herd", "schb"] {
