@@ -105,3 +105,38 @@ fn freeze_resume_notices_a_thawed_freeze_and_missing_data() {
     let no_workers = judge(Results { workers: vec![], ..results(false) });
     assert_eq!(no_workers.messages, ["no worker metrics for cgroup `workers`"]);
 }
+
+/// cpuset-split's isolation check does not pass without placement samples.
+#[test]
+fn cpuset_split_fails_without_placement_samples() {
+    use schedbox::results::{CgroupProcs, Outcome, Results, StepResult, StepStatus, WorkerMetrics};
+    let sandbox = TestSandbox::new(SandboxLimits::default());
+    let loaded = sandbox.load_file(&example("rust", "cpuset-split")).unwrap();
+    let results = |cpus: Vec<(u32, u64)>| Results {
+        steps: (0..2)
+            .map(|index| StepResult { index, status: StepStatus::Passed, error: None, duration_ms: 10 })
+            .collect(),
+        cgroup_procs: ["left", "right"]
+            .map(|c| CgroupProcs { tag: format!("{c}-procs"), cgroup: c.into(), pids: vec![1, 2] })
+            .to_vec(),
+        workers: ["left", "right"]
+            .map(|c| WorkerMetrics {
+                cgroup: c.into(),
+                workers: 2,
+                iterations: 9,
+                cpus: cpus.clone(),
+                ..Default::default()
+            })
+            .to_vec(),
+        ..Results::default()
+    };
+    let judge = |r: Results| sandbox.check(&loaded, "cpuset-split", r).unwrap();
+    let none = judge(results(vec![]));
+    assert_eq!(none.outcome, Outcome::Fail);
+    assert_eq!(
+        none.messages,
+        ["no placement samples for the workers of `left`", "no placement samples for the workers of `right`"]
+    );
+    let shared = judge(results(vec![(1, 3)]));
+    assert_eq!(shared.messages, ["left and right workers both ran on CPUs [1]"]);
+}

@@ -145,7 +145,12 @@ fn sample_results() -> Vec<schedbox::results::Results> {
     };
     let (freeze_good, freeze_broken) = (four(false), four(true));
     let short = Results { step_metrics: freeze_good.step_metrics[..2].to_vec(), ..good.clone() };
-    vec![Results::default(), good, good_two_steps, bad, missing, freeze_good, freeze_broken, short]
+    // cpuset-split's placement samples missing: its isolation check must not pass.
+    let mut no_samples = good_two_steps.clone();
+    for w in &mut no_samples.workers {
+        w.cpus.clear();
+    }
+    vec![Results::default(), good, good_two_steps, bad, missing, freeze_good, freeze_broken, short, no_samples]
 }
 
 /// `check` of each C example gives the Rust example's verdict, messages

@@ -56,8 +56,11 @@ static void check(const sb_results_t *r, sb_checker_t *c) {
     for (size_t h = 0; h < 2; h++)
         sb_expect(c, both[h]->iterations > 0, "workers of `%.*s` made no progress", (int)both[h]->cgroup.len,
                   (const char *)both[h]->cgroup.ptr);
-    /* The per-CPU histogram is optional; when present the halves must not
-     * have shared a CPU. Listed in ascending order, like the Rust set. */
+    /* Placement samples are required (no isolation check passes without
+     * them); the halves must not have shared a CPU. Listed in ascending
+     * order, like the Rust set. */
+    sb_expect(c, left->cpus.len > 0, "no placement samples for the workers of `left`");
+    sb_expect(c, right->cpus.len > 0, "no placement samples for the workers of `right`");
     if (left->cpus.len && right->cpus.len) {
         char shared[256] = "[";
         size_t used = 1, count = 0;

@@ -63,8 +63,11 @@ func (cpusetSplit) Check(r sb.Results) sb.Verdict {
 	for _, m := range []*sb.WorkerMetrics{left, right} {
 		c.Expect(m.Iterations > 0, "workers of `%s` made no progress", m.Cgroup)
 	}
-	// The per-CPU histogram is optional; when present the halves must not
-	// have shared a CPU.
+	// Placement samples are required (no isolation check passes without
+	// them); the halves must not have shared a CPU.
+	for _, m := range []*sb.WorkerMetrics{left, right} {
+		c.Expect(len(m.Cpus) > 0, "no placement samples for the workers of `%s`", m.Cgroup)
+	}
 	if len(left.Cpus) > 0 && len(right.Cpus) > 0 {
 		var shared []string
 		rightCpus := sb.CpusSeen(right)

@@ -50,7 +50,9 @@ export const { describe, run, check } = exportScenario({
       return c.verdict();
     }
     for (const m of [left, right]) c.expect(m.iterations > 0n, `workers of \`${m.cgroup}\` made no progress`);
-    // The per-CPU histogram is optional; when present the halves must not have shared a CPU.
+    // Placement samples are required (no isolation check passes without them); the halves
+    // must not have shared a CPU.
+    for (const m of [left, right]) c.expect(m.cpus.length > 0, `no placement samples for the workers of \`${m.cgroup}\``);
     if (left.cpus.length > 0 && right.cpus.length > 0) {
       const r = new Set(Results.cpusSeen(right));
       const shared = Results.cpusSeen(left).filter((cpu) => r.has(cpu));

@@ -61,8 +61,10 @@ class CpusetSplit:
             return c.verdict()
         for m in (left, right):
             c.expect(m.iterations > 0, f"workers of `{m.cgroup}` made no progress")
-        # The per-CPU histogram is optional; when present the halves must not
-        # have shared a CPU.
+        # Placement samples are required (no isolation check passes without
+        # them); the halves must not have shared a CPU.
+        for m in (left, right):
+            c.expect(bool(m.cpus), f"no placement samples for the workers of `{m.cgroup}`")
         if left.cpus and right.cpus:
             shared = sorted(Results.cpus_seen(left) & Results.cpus_seen(right))
             c.expect(not shared, f"left and right workers both ran on CPUs {shared}")

@@ -62,8 +62,11 @@ impl Scenario for CpusetSplit {
         for m in [left, right] {
             c.expect(m.iterations > 0, format!("workers of `{}` made no progress", m.cgroup));
         }
-        // The per-CPU histogram is optional; when present the halves must
-        // not have shared a CPU.
+        // Placement samples are required (no isolation check passes without
+        // them); the halves must not have shared a CPU.
+        for m in [left, right] {
+            c.expect(!m.cpus.is_empty(), format!("no placement samples for the workers of `{}`", m.cgroup));
+        }
         if !left.cpus.is_empty() && !right.cpus.is_empty() {
             let shared: Vec<u32> = left.cpus_seen().intersection(&right.cpus_seen()).copied().collect();
             c.expect(shared.is_empty(), format!("left and right workers both ran on CPUs {shared:?}"));
