@@ -211,6 +211,40 @@ fn a_freeze_lasts_into_the_next_step_until_unfreeze() {
     assert_clean(m);
 }
 
+/// A cgroup still frozen when it goes is thawed before its tasks are drained: a
+/// Backdrop cgroup frozen in a step and never unfrozen ends with the scenario, and one
+/// removed while frozen goes at once; nothing is left and no task stays frozen.
+#[test]
+fn a_cgroup_still_frozen_at_its_removal_is_thawed_and_drained() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = boot("1n1l2c1t", vec![]);
+    let m = m.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "frozen-at-end".into() });
+    let defs = vec![CgroupDef::named("bg").workers(2), CgroupDef::named("gone").workers(1)];
+    ask(m, RequestBody::Setup { owner: Owner::Backdrop, defs });
+    apply(m, Op::freeze_cgroup("bg"));
+    apply(m, Op::freeze_cgroup("gone"));
+    ask(m, RequestBody::EndStep);
+    assert!(cg(m, "bg", "cgroup.events").contains("frozen 1"));
+    apply(m, Op::remove_cgroup("gone"));
+    assert!(read(m, "/sys/fs/cgroup/schedbox/gone/cgroup.procs").is_err(), "the frozen cgroup was removed");
+    match ask(m, RequestBody::EndScenario) {
+        ResponseBody::Teardown(t) => {
+            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
+            let bg = t.workers.iter().find(|w| w.cgroup == "bg").expect("bg's workers are reported");
+            assert_eq!(bg.workers, 2, "{bg:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_clean(m);
+    match ask(m, RequestBody::Reset) {
+        ResponseBody::Reset(r) => {
+            assert!(r.verified() && r.frozen.found.is_empty() && r.tasks.found.is_empty(), "{r:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The same through the executor: `results.step_metrics` has one entry per step, read at
 /// its end; the frozen Backdrop cgroup stays frozen through a step without ops.
 #[test]
