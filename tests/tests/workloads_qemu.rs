@@ -70,6 +70,23 @@ fn sample<T: Ord>(
     seen
 }
 
+/// The first worker pid found in `cgroup` or its child `child` (it moves between them).
+fn workers_of(m: &mut dyn Machine, cgroup: &str, child: &str) -> u32 {
+    for _ in 0..100 {
+        for dir in [cgroup.to_owned(), format!("{cgroup}/{child}")] {
+            if let Ok(ResponseBody::File(s)) =
+                m.request(RequestBody::ReadFile { path: format!("/sys/fs/cgroup/schedbox/{dir}/cgroup.procs") })
+            {
+                if let Some(p) = s.lines().find_map(|l| l.trim().parse().ok()) {
+                    return p;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no worker in {cgroup} or {cgroup}/{child}")
+}
+
 fn setup(m: &mut dyn Machine, cgroups: &[(&str, Option<CpusetSpec>, WorkSpec)]) {
     let defs = cgroups
         .iter()
@@ -208,6 +225,8 @@ fn every_workload_family_shows_its_effect_in_the_kernel_or_its_measurements() {
             ("cy", None, spec(WorkType::CacheYield { size_kib: 128 }, 1)),
             ("cp", None, spec(WorkType::CachePipe { size_kib: 128 }, 2)),
             ("dl", None, spec(WorkType::SpinWait, 1).policy(deadline)),
+            ("cgc", None, spec(WorkType::CgroupChurn { period_us: 500 }, 1)),
+            ("cga", None, spec(WorkType::CgroupAttachStorm { period_us: 500 }, 2)),
         ],
     );
     let nice = pids(m, "nice")[0];
@@ -230,12 +249,21 @@ fn every_workload_family_shows_its_effect_in_the_kernel_or_its_measurements() {
     assert_eq!(stat_field(m, dl, 41), 6, "the kernel accepted SCHED_DEADLINE");
     let dl_sched = read(m, &format!("/proc/{dl}/sched"));
     assert!(dl_sched.lines().any(|l| l.starts_with("dl.runtime")), "{dl_sched}");
+    // cgroup-churn and cgroup-attach-storm: the kernel shows each worker in its own
+    // cgroup and in the child it made (the step's teardown then removes both: no leftovers).
+    for (cg, child) in [("cgc", "churn-0"), ("cga", "attach-storm")] {
+        let pid = workers_of(m, cg, child);
+        let at = sample(m, pid, 2, |m, p| read(m, &format!("/proc/{p}/cgroup")).trim().to_owned());
+        let want: BTreeSet<String> =
+            [format!("0::/schedbox/{cg}"), format!("0::/schedbox/{cg}/{child}")].into_iter().collect();
+        assert_eq!(at, want, "{cg}: the cgroups its worker was seen in");
+    }
     std::thread::sleep(Duration::from_millis(500));
     let sm = end_step(m);
     for (cg, n) in [("nice", 1), ("aff", 1), ("xaff", 2), ("pol", 1), ("mutex", 3), ("sig", 2), ("pc", 3)] {
         all_worked(&sm, cg, n);
     }
-    for (cg, n) in [("pf", 1), ("idle", 1), ("cy", 1), ("cp", 2), ("dl", 1)] {
+    for (cg, n) in [("pf", 1), ("idle", 1), ("cy", 1), ("cp", 2), ("dl", 1), ("cgc", 1), ("cga", 2)] {
         all_worked(&sm, cg, n);
     }
     assert!(workers(&sm, "aff")[0].cpus.len() >= 2, "affinity-churn ran on one CPU: {:?}", workers(&sm, "aff"));

@@ -78,6 +78,12 @@ pub enum WorkType {
     /// Spins and cycles its own policy (other, batch, idle, fifo 1, rr 1) every
     /// `period_us`.
     PolicyChurn { period_us: u64 },
+    /// Spins and, every `period_us`, creates a child cgroup of its own cgroup, moves
+    /// itself in, and next period moves back and removes it.
+    CgroupChurn { period_us: u64 },
+    /// Moves itself between its own cgroup and a child cgroup its spawn shares,
+    /// every `period_us` (many workers: many attaches at once).
+    CgroupAttachStorm { period_us: u64 },
     // --- contention ---
     /// `contenders` workers share one futex mutex: lock, spin `hold_iters`, unlock,
     /// spin `work_iters` (lock wait recorded as request latency).

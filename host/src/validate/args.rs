@@ -264,6 +264,8 @@ fn new_work(work: &WorkType) -> Result<(), Problem> {
         WorkType::AffinityChurn { period_us } => period("affinity-churn period_us", period_us),
         WorkType::CrossAffinityChurn { period_us } => period("cross-affinity-churn period_us", period_us),
         WorkType::PolicyChurn { period_us } => period("policy-churn period_us", period_us),
+        WorkType::CgroupChurn { period_us } => period("cgroup-churn period_us", period_us),
+        WorkType::CgroupAttachStorm { period_us } => period("cgroup-attach-storm period_us", period_us),
         WorkType::PreemptStorm { period_us, .. } => period("preempt-storm period_us", period_us),
         WorkType::MutexContention { contenders, .. } => group("mutex-contention contenders", contenders, 1024),
         WorkType::ProducerConsumerImbalance { producers, consumers, .. } => {

@@ -494,6 +494,15 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
                     "give an explicit worker count, or spawn into a managed cgroup with a cpuset",
                 ));
             }
+            if *placement == SpawnPlacement::RunnerCgroup
+                && matches!(work.work, WorkType::CgroupChurn { .. } | WorkType::CgroupAttachStorm { .. })
+            {
+                return Err(Problem::new(
+                    "cgroup-churn and cgroup-attach-storm make child cgroups of their own, which the runner's cgroup \
+                     cannot have",
+                    "spawn them into a managed cgroup",
+                ));
+            }
             args::work_spec(work, topo)
         }
         Op::SetAffinity { cgroup, affinity } => {

@@ -423,6 +423,8 @@ pub(crate) fn every_new_work_type() -> Vec<WorkType> {
         WorkType::AffinityChurn { period_us: 500 },
         WorkType::CrossAffinityChurn { period_us: 500 },
         WorkType::PolicyChurn { period_us: 500 },
+        WorkType::CgroupChurn { period_us: 500 },
+        WorkType::CgroupAttachStorm { period_us: 500 },
         WorkType::MutexContention { contenders: 3, hold_iters: 100, work_iters: 100 },
         WorkType::PriorityInversion { pi: true, hold_iters: 10_000 },
         WorkType::PriorityInversion { pi: false, hold_iters: 10_000 },
@@ -482,6 +484,15 @@ fn new_work_types_validate_and_their_bounds_are_checked() {
         "schbench runs in groups of 4 workers; 6 is not a multiple of 4",
     );
     assert!(t.contains("spawn a multiple of 4 workers"), "{t}");
+    reject_at(
+        vec![Op::spawn(
+            SpawnPlacement::runner_cgroup(),
+            WorkSpec::default().work(WorkType::CgroupChurn { period_us: 100 }),
+        )],
+        0,
+        OpKind::Spawn,
+        "make child cgroups of their own",
+    );
     reject_at(
         spawn(WorkType::IpcVariance { phase_ms: 0, size_kib: 1 }),
         0,

@@ -198,6 +198,10 @@ impl Executor {
             return Ok(());
         }
         let _ = cgroupfs::kill_all(dir);
+        // Child cgroups a worker made (cgroup-churn, cgroup-attach-storm) go first.
+        for child in cgroupfs::children(dir) {
+            cgroupfs::rmdir(&child, || self.reap())?;
+        }
         cgroupfs::rmdir(dir, || self.reap())
     }
 }

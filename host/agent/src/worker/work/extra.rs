@@ -518,8 +518,45 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
                 write_byte(w);
             }
         }
+        WorkType::CgroupChurn { period_us } => {
+            let own = own_cgroup();
+            let child = own.join(format!("churn-{me}"));
+            loop {
+                let _ = std::fs::create_dir(&child);
+                move_self(&child);
+                spin_for(Duration::from_micros(period_us), meter);
+                move_self(&own);
+                let _ = std::fs::remove_dir(&child);
+                spin_for(Duration::from_micros(period_us), meter);
+            }
+        }
+        WorkType::CgroupAttachStorm { period_us } => {
+            let own = own_cgroup();
+            let child = own.join("attach-storm");
+            let _ = std::fs::create_dir(&child);
+            loop {
+                move_self(&child);
+                spin_for(Duration::from_micros(period_us), meter);
+                move_self(&own);
+                spin_for(Duration::from_micros(period_us), meter);
+            }
+        }
         other => die(&format!("work type {other:?} has no loop in this agent")),
     }
+}
+
+/// This worker's cgroup directory (from `/proc/self/cgroup`, read at its start).
+fn own_cgroup() -> std::path::PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    match text.lines().find_map(|l| l.strip_prefix("0::")) {
+        Some(rel) if rel.starts_with("/schedbox/") => std::path::Path::new("/sys/fs/cgroup").join(&rel[1..]),
+        _ => die(&format!("cgroup churn needs a scenario cgroup; this worker is in {:?}", text.trim())),
+    }
+}
+
+/// Moves this process into `dir` (a missing child is skipped: the next period makes it).
+fn move_self(dir: &std::path::Path) {
+    let _ = std::fs::write(dir.join("cgroup.procs"), "0");
 }
 
 /// The CPU of position `pos` of pair `pair`: the pair's core is one of the cores (sets
