@@ -251,6 +251,9 @@ export class Op {
   static replaceScheduler(name) { return new Op("replace-scheduler", ops.replaceScheduler, [name]); }
   static pinBpfMap(name) { return new Op("pin-bpf-map", ops.pinBpfMap, [name]); }
   static steerIrq(irq, cpu) { return new Op("steer-irq", ops.steerIrq, [irq, cpu]); }
+  static steerIrqCpus(irq, cpus) { return new Op("steer-irq-cpus", ops.steerIrqCpus, [irq, [...cpus]]); }
+  /** `spawn-work` with a work-spec-v2 record (no builders here yet). */
+  static spawnWork(placement, work) { return new Op("spawn-work", ops.spawnWork, [placement, work]); }
 }
 
 /** Setup cgroups (created when the step opens, removed at its teardown), ops, then a hold. */

@@ -601,6 +601,15 @@ class Op:
     def steer_irq(irq, cpu):
         return Op("steer-irq", ops.steer_irq, irq, cpu)
 
+    @staticmethod
+    def steer_irq_cpus(irq, cpus):
+        return Op("steer-irq-cpus", ops.steer_irq_cpus, irq, list(cpus))
+
+    @staticmethod
+    def spawn_work(placement, work):
+        """`spawn-work` with a `types.WorkSpecV2` record (no builders here yet)."""
+        return Op("spawn-work", ops.spawn_work, placement, work)
+
 
 class Step:
     """Setup cgroups (created when the step opens, removed at its teardown), ops, then a hold."""
