@@ -1,6 +1,7 @@
 //! schedbox: sandboxed WebAssembly scenarios against a real Linux kernel.
 pub mod contract;
 pub mod executor;
+pub mod fuzz;
 pub mod initramfs;
 pub mod interrupt;
 pub mod kernel;
