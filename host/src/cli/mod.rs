@@ -2,6 +2,7 @@
 //! environment error.
 
 mod cache;
+mod fuzz;
 mod inspect;
 mod kernel;
 mod nested;
@@ -61,6 +62,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Boot once, run every scenario, re-run each when its component changes (hot reload).
     Watch(watch::WatchArgs),
+    /// Generate op streams against a scheduler, judge each run by oracles, minimise
+    /// a failure to a replayable stream.
+    Fuzz(fuzz::FuzzArgs),
     /// Show the on-disk caches; `gc` removes least recently used entries.
     Cache(cache::CacheArgs),
     /// Run `schedbox ARGS...` inside an outer QEMU guest with nested virtualization, so
@@ -212,5 +216,6 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Watch(a) => watch::run(a),
         Command::Nested(a) => nested::run(a),
         Command::Cache(a) => cache::run(a),
+        Command::Fuzz(a) => fuzz::run(a),
     }
 }

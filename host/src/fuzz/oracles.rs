@@ -207,7 +207,10 @@ pub fn judge(stream: &OpStream, seen: &Observed<'_>, bounds: &Bounds) -> Vec<Fin
                 detail: e.clone(),
                 signature: format!("scheduler-exit:{why}"),
             });
-        } else if e.contains("did not answer") || e.contains("VM exited unexpectedly") || e.contains("agent channel") {
+        } else if ["did not answer", "VM exited unexpectedly", "agent channel", "link is down"]
+            .iter()
+            .any(|p| e.contains(p))
+        {
             out.push(Finding {
                 oracle: Oracle::AgentUnresponsive,
                 detail: e.clone(),

@@ -15,8 +15,8 @@
 
 mod build;
 mod changes;
-mod events;
-mod guest;
+pub(super) mod events;
+pub(super) mod guest;
 mod signals;
 mod view;
 
