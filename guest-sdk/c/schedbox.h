@@ -538,6 +538,8 @@ typedef schedbox_scenario_ops_work_spec_v2_t sb_work2_t;
 #define sb_w2_affinity_churn(period_us) SB__W2V(AFFINITY_CHURN, affinity_churn, (period_us))
 #define sb_w2_cross_affinity_churn(period_us) SB__W2V(CROSS_AFFINITY_CHURN, cross_affinity_churn, (period_us))
 #define sb_w2_policy_churn(period_us) SB__W2V(POLICY_CHURN, policy_churn, (period_us))
+#define sb_w2_cgroup_churn(period_us) SB__W2V(CGROUP_CHURN, cgroup_churn, (period_us))
+#define sb_w2_cgroup_attach_storm(period_us) SB__W2V(CGROUP_ATTACH_STORM, cgroup_attach_storm, (period_us))
 #define sb_w2_mutex_contention(contenders, hold_iters, work_iters) \
     SB__W2V(MUTEX_CONTENTION, mutex_contention,                   \
             (schedbox_scenario_ops_mutex_contention_t){(contenders), (hold_iters), (work_iters)})

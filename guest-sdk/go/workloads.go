@@ -97,6 +97,12 @@ func W2CrossAffinityChurn(periodUs uint64) Work2Kind { return ops.MakeWorkCrossA
 // W2PolicyChurn cycles its policy every periodUs.
 func W2PolicyChurn(periodUs uint64) Work2Kind { return ops.MakeWorkPolicyChurn(periodUs) }
 
+// W2CgroupChurn makes, enters, leaves and removes a child cgroup every periodUs.
+func W2CgroupChurn(periodUs uint64) Work2Kind { return ops.MakeWorkCgroupChurn(periodUs) }
+
+// W2CgroupAttachStorm moves between its cgroup and a shared child cgroup every periodUs.
+func W2CgroupAttachStorm(periodUs uint64) Work2Kind { return ops.MakeWorkCgroupAttachStorm(periodUs) }
+
 // W2MutexContention is contenders workers on one futex mutex.
 func W2MutexContention(contenders uint32, holdIters, workIters uint64) Work2Kind {
 	return ops.MakeWorkMutexContention(ops.MutexContention{Contenders: contenders, HoldIters: holdIters, WorkIters: workIters})

@@ -83,6 +83,14 @@ impl Work {
     pub fn policy_churn(period_us: u64) -> Self {
         Work::PolicyChurn(period_us)
     }
+    /// Make, enter, leave and remove a child cgroup every `period_us`.
+    pub fn cgroup_churn(period_us: u64) -> Self {
+        Work::CgroupChurn(period_us)
+    }
+    /// Move between its cgroup and a shared child cgroup every `period_us`.
+    pub fn cgroup_attach_storm(period_us: u64) -> Self {
+        Work::CgroupAttachStorm(period_us)
+    }
     /// `contenders` workers on one futex mutex.
     pub fn mutex_contention(contenders: u32, hold_iters: u64, work_iters: u64) -> Self {
         Work::MutexContention(MutexContention { contenders, hold_iters, work_iters })

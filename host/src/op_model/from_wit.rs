@@ -243,6 +243,8 @@ mod v2 {
                 w::Work::AffinityChurn(period_us) => Self::AffinityChurn { period_us },
                 w::Work::CrossAffinityChurn(period_us) => Self::CrossAffinityChurn { period_us },
                 w::Work::PolicyChurn(period_us) => Self::PolicyChurn { period_us },
+                w::Work::CgroupChurn(period_us) => Self::CgroupChurn { period_us },
+                w::Work::CgroupAttachStorm(period_us) => Self::CgroupAttachStorm { period_us },
                 w::Work::MutexContention(x) => Self::MutexContention {
                     contenders: x.contenders,
                     hold_iters: x.hold_iters,
