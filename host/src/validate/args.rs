@@ -147,6 +147,12 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
     }
     if let SchedPolicy::Deadline { runtime_us, deadline_us, period_us } = w.policy {
         deadline(runtime_us, deadline_us, period_us)?;
+        if matches!(w.work, WorkType::ForkExit) {
+            return Err(Problem::new(
+                "a SCHED_DEADLINE worker cannot fork (the kernel refuses fork to deadline tasks)",
+                "use another work type or another policy",
+            ));
+        }
         if w.affinity != AffinityIntent::Inherit || pins_itself(&w.work) {
             return Err(Problem::new(
                 "a SCHED_DEADLINE worker cannot be pinned: the kernel only admits deadline tasks allowed \

@@ -547,6 +547,12 @@ fn deadline_policy_parameters_and_pinning_checked() {
         OpKind::Spawn,
         "cannot be pinned",
     );
+    reject_at(
+        spawn(WorkSpec::default().policy(dl(2000, 10_000, 10_000)).work(WorkType::ForkExit)),
+        0,
+        OpKind::Spawn,
+        "cannot fork",
+    );
 }
 
 #[test]
