@@ -376,3 +376,32 @@ fn a_component_of_tens_of_mb_loads_runs_and_is_cached() {
 /// `(i % 251)` at the last byte and the middle of the 24 MiB table.
 const TABLE_END: usize = ((24 << 20) - 1) % 251;
 const TABLE_MID: usize = (12 << 20) % 251;
+
+#[test]
+fn sleep_forever_does_not_hang_and_is_stopped_by_the_cpu_bound() {
+    // Sleeps take no time in the sandbox: the loop spends fuel and hits the CPU bound.
+    let sb = TestSandbox::new(SandboxLimits { wall_ms: 3_600_000, ..test_limits() });
+    let loaded = load(&sb, "sleep-forever");
+    let err = sb.plan(&loaded).expect_err("sleep-forever never returns");
+    let (_, display) = expect_bound(err, "sleep-forever", "run", Bound::Cpu);
+    assert!(display.contains("--fuel"), "no advice: {display}");
+    still_usable(&sb);
+}
+
+#[test]
+fn spin_forever_without_a_cpu_bound_is_stopped_by_the_wall_clock_bound() {
+    let limits = SandboxLimits { fuel: u64::MAX, wall_ms: 500, ..SandboxLimits::default() };
+    let sb = TestSandbox::new(limits);
+    for name in ["spin-forever", "sleep-forever"] {
+        let loaded = load(&sb, name);
+        let err = sb.plan(&loaded).expect_err("it never returns");
+        let (message, display) = expect_bound(err, name, "run", Bound::WallClock);
+        assert!(message.contains("raise it with --wall-ms"), "no advice: {display}");
+    }
+    still_usable(&sb);
+}
+
+#[test]
+fn the_default_wall_clock_bound_is_thirty_seconds() {
+    assert_eq!(SandboxLimits::default().wall_ms, 30_000, "the default changed; update the README and --help");
+}

@@ -114,6 +114,7 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
     let bound = |name, uses, limit| BoundView { name, uses, limit };
     view.bounds = vec![
         bound("fuel per call", None, Some(l.fuel)),
+        bound("wall clock per call (ms)", None, Some(l.wall_ms)),
         bound("wasm memory (bytes)", None, Some(l.memory_bytes as u64)),
         bound("wasm stack (bytes)", None, Some(l.stack_bytes as u64)),
         bound("argument bytes per call", None, Some(l.max_arg_bytes as u64)),

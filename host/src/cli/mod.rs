@@ -89,6 +89,10 @@ pub struct SandboxArgs {
     /// CPU budget per export call, in fuel units (about one per wasm instruction) [2000000000].
     #[arg(long)]
     pub fuel: Option<u64>,
+    /// Wall-clock bound per export call, ms [30000]: stops a component that
+    /// blocks or runs long without spending fuel.
+    #[arg(long, value_name = "MS")]
+    pub wall_ms: Option<u64>,
     /// Linear-memory bound per scenario instance, MiB [256].
     #[arg(long = "wasm-memory", value_name = "MIB")]
     pub wasm_memory: Option<u64>,
@@ -125,6 +129,9 @@ impl SandboxArgs {
         let bytes = |v: u64, shift: u32| usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
         if let Some(v) = self.fuel {
             p.limits.fuel = v;
+        }
+        if let Some(v) = self.wall_ms {
+            p.limits.wall_ms = v;
         }
         if let Some(v) = self.wasm_memory {
             p.limits.memory_bytes = bytes(v, 20);

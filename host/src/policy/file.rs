@@ -24,6 +24,7 @@ pub(super) struct PolicyFile {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct LimitsSection {
     pub fuel: Option<u64>,
+    pub wall_ms: Option<u64>,
     pub wasm_memory_mib: Option<u64>,
     pub stack_kib: Option<u64>,
     pub max_ops: Option<usize>,

@@ -215,6 +215,9 @@ impl Policy {
         if let Some(v) = l.fuel {
             p.limits.fuel = v;
         }
+        if let Some(v) = l.wall_ms {
+            p.limits.wall_ms = v;
+        }
         if let Some(v) = l.wasm_memory_mib {
             p.limits.memory_bytes = mib(v, 20);
         }

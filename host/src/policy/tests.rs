@@ -141,3 +141,9 @@ fn the_file_format_sets_bounds_and_refuses_unknown_keys() {
     assert!(err.contains("feul"), "{err}");
     assert!(Policy::from_toml("[trusted]\nsha256 = [\"abc\"]").unwrap_err().contains("64 digits"));
 }
+
+#[test]
+fn the_file_format_sets_the_wall_clock_bound() {
+    assert_eq!(Policy::from_toml("[limits]\nwall-ms = 1500\n").unwrap().limits.wall_ms, 1500);
+    assert_eq!(Policy::default().limits.wall_ms, 30_000);
+}

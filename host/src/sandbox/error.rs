@@ -15,6 +15,7 @@ pub enum Bound {
     Stack,
     OpStream,
     ArgumentSize,
+    WallClock,
 }
 
 /// Everything that can go wrong between a `.wasm` file and a verdict.

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, WasmBacktrace, WasmBacktraceDetails};
+use wasmtime::{StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::{digest, ComponentCache};
@@ -43,6 +45,9 @@ pub struct SandboxLimits {
     pub max_ops: usize,
     /// Bytes of string/list arguments per import call.
     pub max_arg_bytes: usize,
+    /// Wall-clock time per export call, ms (epoch interruption; a backstop for
+    /// what fuel does not count, such as time spent in host calls).
+    pub wall_ms: u64,
 }
 
 impl Default for SandboxLimits {
@@ -53,6 +58,7 @@ impl Default for SandboxLimits {
             stack_bytes: 512 << 10,
             max_ops: 100_000,
             max_arg_bytes: 64 << 10,
+            wall_ms: 30_000,
         }
     }
 }
@@ -93,6 +99,8 @@ impl Default for SandboxConfig {
 pub struct HostState {
     recorder: Recorder,
     memory_limit: usize,
+    /// When the current export call's wall-clock budget runs out.
+    deadline: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
     stdout: MemoryOutputPipe,
@@ -134,6 +142,13 @@ impl ResourceLimiter for HostState {
     }
 }
 
+/// A stop signal (SIGINT, SIGTERM, SIGHUP) arrived during an export call.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {signal} while the component ran")]
+pub struct StoppedBySignal {
+    pub signal: &'static str,
+}
+
 /// Time stands still inside a scenario: it gets no clock authority.
 struct FrozenClock;
 
@@ -155,6 +170,51 @@ impl HostMonotonicClock for FrozenClock {
     fn now(&self) -> u64 {
         1_000_000_000
     }
+}
+
+/// A sleep (`wasi:clocks/monotonic-clock` subscribe-duration or -instant):
+/// ready at once, since time stands still inside a scenario. A guest that
+/// waits for the clock to move spins on fuel instead of hanging the host.
+struct Instant0;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Instant0 {
+    async fn ready(&mut self) {}
+}
+
+/// Links the monotonic clock's `subscribe-*` over WASI's (which sleep for real).
+fn link_instant_sleeps(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    fn ready(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let table = &mut store.data_mut().table;
+        let r = table.push(Instant0)?;
+        Ok((subscribe(table, r)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap("subscribe-duration", |store, (_,): (u64,)| ready(store))?;
+    clock.func_wrap("subscribe-instant", |store, (_,): (u64,)| ready(store))?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Epoch ticks per second: the wall-clock bound's resolution.
+const EPOCH_TICKS_PER_SEC: u64 = 10;
+
+/// Advances `engine`'s epoch [`EPOCH_TICKS_PER_SEC`] times a second until the
+/// engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> Result<(), SandboxError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("schedbox-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(1000 / EPOCH_TICKS_PER_SEC));
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| SandboxError::Setup(format!("cannot start the epoch thread: {e}")))
 }
 
 /// A component ready to instantiate.
@@ -194,6 +254,7 @@ impl Sandbox {
         c.wasm_component_model(true)
             .concurrency_support(false)
             .consume_fuel(true)
+            .epoch_interruption(true)
             .wasm_backtrace_details(WasmBacktraceDetails::Enable)
             .max_wasm_stack(config.limits.stack_bytes);
         if config.portable_code || std::env::var(PORTABLE_CODE_ENV).is_ok_and(|v| v == "1") {
@@ -210,7 +271,9 @@ impl Sandbox {
         Scenario::add_to_linker::<HostState, HasSelf<Recorder>>(&mut linker, |s| &mut s.recorder).map_err(setup)?;
         if config.wasi {
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+            link_instant_sleeps(&mut linker).map_err(setup)?;
         }
+        start_epoch_ticker(&engine)?;
         let cache = config.cache_root.as_deref().map(|root| ComponentCache::new(root, &engine));
         Ok(Self { engine, linker, cache, config, memo: Mutex::new(HashMap::new()) })
     }
@@ -325,6 +388,7 @@ impl Sandbox {
         let state = HostState {
             recorder: Recorder::new(self.config.limits.clone()),
             memory_limit: self.config.limits.memory_bytes,
+            deadline: std::time::Instant::now(),
             wasi,
             table: ResourceTable::new(),
             stdout,
@@ -332,7 +396,27 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
+        // Every epoch tick: a stop signal or the spent wall-clock budget ends the call.
+        store.epoch_deadline_callback(|store| {
+            if let Some(signal) = crate::interrupt::received() {
+                return Err(StoppedBySignal { signal: crate::interrupt::name(signal) }.into());
+            }
+            if std::time::Instant::now() >= store.data().deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        self.arm(&mut store);
         store
+    }
+
+    /// Gives the next export call the full wall-clock budget.
+    fn arm(&self, store: &mut Store<HostState>) {
+        let now = std::time::Instant::now();
+        store.data_mut().deadline = now
+            .checked_add(Duration::from_millis(self.config.limits.wall_ms))
+            .unwrap_or(now + Duration::from_secs(1 << 40));
+        store.set_epoch_deadline(1);
     }
 
     fn instantiate(&self, sc: &LoadedScenario, store: &mut Store<HostState>) -> Result<Scenario, SandboxError> {
@@ -367,6 +451,7 @@ impl Sandbox {
         let name = info.name.clone();
         store.data_mut().recorder.start(&info).map_err(Box::new)?;
         store.set_fuel(self.config.limits.fuel).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
+        self.arm(store);
         let ran = inst.call_run(&mut *store).map_err(|e| classify(&name, "run", e))?;
         let rec = &mut store.data_mut().recorder;
         if let Err(message) = ran {
@@ -451,6 +536,9 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
     if let Some(m) = e.downcast_ref::<MemoryBoundError>() {
         return bound(Bound::Memory, m.to_string());
     }
+    if let Some(s) = e.downcast_ref::<StoppedBySignal>() {
+        return SandboxError::Trap { scenario, export, message: s.to_string() };
+    }
     if let Some(call) = e.downcast_ref::<imports::InertCall>() {
         return SandboxError::Trap { scenario, export, message: format!("{call}{backtrace}") };
     }
@@ -468,6 +556,10 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
         Some(Trap::OutOfFuel) => bound(
             Bound::Cpu,
             "the CPU budget (fuel) ran out; raise it with --fuel if the scenario is legitimately heavy".into(),
+        ),
+        Some(Trap::Interrupt) => bound(
+            Bound::WallClock,
+            "the wall-clock bound per export call ran out (the export blocked or ran too long); raise it with --wall-ms if the scenario is legitimately slow".into(),
         ),
         Some(Trap::StackOverflow) => bound(Bound::Stack, "the wasm stack overflowed; look for unbounded recursion in the backtrace, or raise the bound with --stack-kib".into()),
         Some(t) => SandboxError::Trap {
