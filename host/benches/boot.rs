@@ -28,7 +28,7 @@ fn main() {
     // `cargo bench` passes --bench; a filter argument could follow. Nothing to parse.
     let runs: usize = std::env::var("SCHEDBOX_BOOT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let topology = parse_topology("1n2l2c1t").expect("valid");
-    let req = BootRequest { kernel: None, topology, memory_mib: 512, staged: vec![] };
+    let req = BootRequest { kernel: None, topology, memory_mib: 512, staged: vec![], kernel_config: None };
     let spec = prepare_boot(&req).expect("prepare the boot (kernel fetched? agent built?)");
     let agent = schedbox::machine::find_agent().expect("agent");
     let cache = std::env::temp_dir().join("schedbox-boot-bench");
@@ -40,8 +40,11 @@ fn main() {
             .filter(|p| p.is_file()),
     );
     let trivial_spec = {
-        let initramfs =
-            build_cached(&InitramfsSpec { agent: trivial_init(&agent), modules, staged: vec![] }, &cache).unwrap();
+        let initramfs = build_cached(
+            &InitramfsSpec { agent: trivial_init(&agent), modules, staged: vec![], kernel_config: None },
+            &cache,
+        )
+        .unwrap();
         let mut s = spec.clone();
         s.initramfs = initramfs;
         s

@@ -253,3 +253,43 @@ fn a_boot_scheduler_is_attached_for_the_whole_run_and_restart_starts_it_again() 
     ask(m, RequestBody::EndScenario);
     vm.power_off().unwrap();
 }
+
+/// Real schedulers read `__kconfig` externs from `/boot/config-$(uname -r)`: the guest has
+/// the kernel's own config there, and the fixture (which has a `CONFIG_HZ __kconfig` extern,
+/// so libbpf refuses to load it without the config) attaches and reports the config's value.
+/// The mounts schedulers expect are there too.
+#[test]
+fn the_guest_has_the_kernel_config_and_a_kconfig_scheduler_loads() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let host_config = schedbox::kernel::resolve_kernel(None)
+        .ok()
+        .and_then(|k| k.config)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .expect("the default kernel's config is cached (run `cargo xtask setup`)");
+    let mut vm = boot();
+    let m = vm.as_mut();
+    let release = read(m, "/proc/sys/kernel/osrelease");
+    let config = read(m, &format!("/boot/config-{release}"));
+    assert_eq!(config, host_config.trim(), "the guest's /boot/config-{release} is the kernel cache's config");
+    assert!(config.lines().any(|l| l == "CONFIG_SCHED_CLASS_EXT=y"));
+    let hz = config.lines().find_map(|l| l.strip_prefix("CONFIG_HZ=")).expect("CONFIG_HZ is set").to_owned();
+
+    let mounts = read(m, "/proc/mounts");
+    for (at, fs) in [("/sys/fs/bpf", "bpf"), ("/run", "tmpfs"), ("/tmp", "tmpfs"), ("/sys/fs/cgroup", "cgroup2")] {
+        assert!(mounts.lines().any(|l| l.split_whitespace().skip(1).take(2).eq([at, fs])), "{fs} on {at}: {mounts}");
+    }
+
+    ask(m, RequestBody::BeginScenario { name: "kconfig".into() });
+    let notes = apply(m, Op::attach_scheduler("fixture"));
+    assert!(notes.iter().any(|n| n.starts_with("attached fixture (ops \"fixture\"")), "{notes:?}");
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    let notes = apply(m, Op::detach_scheduler());
+    let detached = notes.iter().find(|n| n.starts_with("detached fixture")).unwrap_or_else(|| panic!("{notes:?}"));
+    // The loader read CONFIG_HZ back from the BPF program, which got it from the config.
+    assert!(detached.contains(&format!("attached fixture (CONFIG_HZ={hz})")), "{detached}");
+    // The detach note carries the kernel's exit message.
+    assert!(detached.contains("kernel: ") && detached.contains("sched_ext"), "{detached}");
+    assert_eq!(state(m), "disabled");
+    ask(m, RequestBody::EndScenario);
+    vm.power_off().unwrap();
+}

@@ -1,4 +1,5 @@
-//! One-time guest set-up: pseudo filesystems, cgroup controllers, kallsyms.
+//! One-time guest set-up: pseudo filesystems, cgroup controllers, kallsyms, and the
+//! kernel config where libbpf looks for it.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -14,7 +15,13 @@ const MOUNTS: &[(&str, &str, &str, bool)] = &[
     ("debugfs", "/sys/kernel/debug", "debugfs", false),
     ("tracefs", "/sys/kernel/tracing", "tracefs", false),
     ("tmpfs", "/tmp", "tmpfs", false),
+    // Schedulers keep pid files and sockets there (the initramfs root is writable, but a
+    // tmpfs makes /run what they expect on a real system).
+    ("tmpfs", "/run", "tmpfs", false),
 ];
+
+/// Where the host stages the guest kernel's `.config` (when it knows it).
+pub const KERNEL_CONFIG: &str = "/boot/config";
 
 pub fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(target)?;
@@ -44,7 +51,27 @@ pub fn mount_all() -> Result<(), String> {
             }
         }
     }
+    link_kernel_config();
     Ok(())
+}
+
+/// Links `/boot/config-$(uname -r)` to the staged [`KERNEL_CONFIG`], where libbpf reads
+/// `__kconfig` externs from (sched_ext schedulers built on scx_utils have them); without
+/// a staged config nothing is linked and such a scheduler fails to load with libbpf's
+/// "failed to open system Kconfig".
+pub fn link_kernel_config() {
+    if !std::path::Path::new(KERNEL_CONFIG).is_file() {
+        return;
+    }
+    // SAFETY: `utsname` is plain old data, fully written by uname(2) before it is read.
+    let release = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return;
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+    };
+    let _ = std::os::unix::fs::symlink("config", format!("/boot/config-{release}"));
 }
 
 /// Enables every controller the root offers, one by one; returns those enabled.

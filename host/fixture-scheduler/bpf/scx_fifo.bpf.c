@@ -15,6 +15,10 @@
  *   - cfg (in .data): stop dispatching after stall_after_ns (the watchdog then
  *     ejects the scheduler), or exit with an error after exit_after_ns.
  * It reads .bss: counters, and what the kernel passed to ops.exit.
+ *
+ * CONFIG_HZ is a __kconfig extern, as in the scx schedulers: libbpf resolves it from
+ * /boot/config-$(uname -r) (or /proc/config.gz) at load, so the fixture fails to load
+ * ("failed to open system Kconfig") in a guest without the kernel config.
  */
 
 typedef unsigned char __u8;
@@ -84,6 +88,8 @@ bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym;
 s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags, bool *is_idle) __ksym;
 void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data__sz) __ksym;
 
+extern int CONFIG_HZ __kconfig;
+
 /* Set by the loader before load; the only variable in .data (it reads offset 0). */
 struct fifo_cfg {
 	u64 magic;
@@ -100,7 +106,7 @@ struct fifo_stats {
 	u64 start_ns;
 	s64 exit_code;
 	s32 exit_kind;
-	s32 pad;
+	s32 hz; /* CONFIG_HZ, from the kernel config */
 	char exit_reason[128];
 	char exit_msg[256];
 };
@@ -155,6 +161,7 @@ SEC("struct_ops.s/fifo_init")
 s32 BPF_PROG(fifo_init)
 {
 	stats.start_ns = bpf_ktime_get_ns();
+	stats.hz = CONFIG_HZ;
 	return scx_bpf_create_dsq(SHARED_DSQ, -1);
 }
 

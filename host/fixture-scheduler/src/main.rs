@@ -1,6 +1,7 @@
 //! `schedbox-fixture-scheduler`: loads the global-FIFO sched_ext scheduler
 //! (`bpf/scx_fifo.bpf.c`), attaches it, prints
-//! `schedbox-fixture-scheduler: attached <name>`, and runs until SIGTERM/SIGINT
+//! `schedbox-fixture-scheduler: attached <name> (CONFIG_HZ=<hz>)` (the kernel config's value,
+//! through a `__kconfig` extern: it does not load without the config), and runs until SIGTERM/SIGINT
 //! or until the kernel ejects it; then detaches and prints how it exited:
 //! `schedbox-fixture-scheduler: exit kind=<kind> (<name>) code=<code> reason=<reason> msg=<msg> dispatched=<n>`.
 //!
@@ -31,6 +32,8 @@ mod stats {
     pub const NR_DISPATCHED: usize = 8;
     pub const EXIT_CODE: usize = 24;
     pub const EXIT_KIND: usize = 32;
+    /// CONFIG_HZ, read from the kernel config through a `__kconfig` extern by ops.init.
+    pub const HZ: usize = 36;
     pub const EXIT_REASON: (usize, usize) = (40, 128);
     pub const EXIT_MSG: (usize, usize) = (168, 256);
 }
@@ -155,13 +158,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             format!("attaching {} (is another sched_ext scheduler attached? the kernel allows one): {e}", args.name)
         })?
     };
-    println!("{PREFIX}: attached {}", args.name);
     let bss = obj.maps().find(|m| m.name().to_string_lossy().ends_with(".bss")).ok_or("no .bss map")?;
     let read_stats = || -> Result<Vec<u8>, String> {
         bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(|e| format!("reading .bss: {e}"))?
             .ok_or_else(|| "reading .bss: empty".to_owned())
     };
+    let hz = read_stats().map(|s| i32::from_ne_bytes(s[stats::HZ..stats::HZ + 4].try_into().unwrap()));
+    println!("{PREFIX}: attached {} (CONFIG_HZ={})", args.name, hz.map_or_else(|e| e, |h| h.to_string()));
     let kind_of = |s: &[u8]| i32::from_ne_bytes(s[stats::EXIT_KIND..stats::EXIT_KIND + 4].try_into().unwrap());
 
     // Wait for a signal, or for the kernel to eject us (ops.exit recorded an exit kind).

@@ -14,6 +14,9 @@ use super::InitramfsError;
 
 /// Where the agent finds the modules to load before it opens its channel.
 pub const MODULES_DIR: &str = "/lib/modules/schedbox";
+/// Where the guest kernel's `.config` goes; the agent links `/boot/config-$(uname -r)`
+/// to it at boot, where libbpf reads `__kconfig` externs from.
+pub const KERNEL_CONFIG_GUEST: &str = "/boot/config";
 /// Where staged payloads and schedulers live in the guest.
 pub const STAGING_DIR: &str = "/staging";
 
@@ -29,6 +32,8 @@ pub struct InitramfsSpec {
     pub modules: Vec<PathBuf>,
     /// (guest path under [`STAGING_DIR`], host file), installed with mode 0755.
     pub staged: Vec<(String, PathBuf)>,
+    /// The guest kernel's `.config`, installed as [`KERNEL_CONFIG_GUEST`] (mode 0644).
+    pub kernel_config: Option<PathBuf>,
 }
 
 impl InitramfsSpec {
@@ -42,6 +47,9 @@ impl InitramfsSpec {
                 return Err(InitramfsError::NotAModule(module.clone()));
             }
             image.file(&format!("{MODULES_DIR}/{i:02}-{name}"), module.as_path(), 0o644)?;
+        }
+        if let Some(config) = &self.kernel_config {
+            image.file(KERNEL_CONFIG_GUEST, config.as_path(), 0o644)?;
         }
         for (guest, host) in &self.staged {
             if !guest.strip_prefix(STAGING_DIR).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')) {

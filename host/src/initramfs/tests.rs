@@ -147,6 +147,7 @@ fn build_cached_writes_once_and_rebuilds_on_change() {
         agent: host("agent", b"\x7fELF static agent"),
         modules: vec![host("virtio_mmio.ko.xz", b"xz module"), host("a.ko", b"plain module")],
         staged: vec![("/staging/bin/payload".into(), host("payload", &[9u8; 1001]))],
+        kernel_config: Some(host("config", b"CONFIG_HZ=250\n")),
     };
     let cache = tmp.path().join("cache");
     let first = build_cached(&spec, &cache).unwrap();
@@ -156,6 +157,8 @@ fn build_cached_writes_once_and_rebuilds_on_change() {
     assert_eq!(first.file_stem().unwrap().to_str().unwrap(), hex::encode(Sha256::digest(&bytes)));
     let all = parse(&bytes);
     assert_eq!(entry(&all, "init").data, b"\x7fELF static agent");
+    let config = entry(&all, "boot/config");
+    assert_eq!((config.mode, config.data.as_slice()), (0o100644, b"CONFIG_HZ=250\n".as_slice()));
     let m0 = entry(&all, "lib/modules/schedbox/00-virtio_mmio.ko.xz");
     assert_eq!((m0.mode, m0.data.as_slice()), (0o100644, b"xz module".as_slice()));
     assert_eq!(entry(&all, "lib/modules/schedbox/01-a.ko").data, b"plain module");
@@ -183,13 +186,20 @@ fn build_cached_refuses_non_modules_stray_staging_and_missing_files() {
     let agent = tmp.path().join("agent");
     fs::write(&agent, b"a").unwrap();
     let cache = tmp.path().join("cache");
-    let spec = InitramfsSpec { agent: agent.clone(), modules: vec![agent.clone()], staged: vec![] };
+    let spec =
+        InitramfsSpec { agent: agent.clone(), modules: vec![agent.clone()], staged: vec![], kernel_config: None };
     assert!(build_cached(&spec, &cache).unwrap_err().to_string().contains("not a kernel module"));
     for guest in ["/init2", "/staging", "/staging/", "/stagingx/a", "/staging/../init"] {
-        let spec = InitramfsSpec { agent: agent.clone(), modules: vec![], staged: vec![(guest.into(), agent.clone())] };
+        let spec = InitramfsSpec {
+            agent: agent.clone(),
+            modules: vec![],
+            staged: vec![(guest.into(), agent.clone())],
+            kernel_config: None,
+        };
         assert!(build_cached(&spec, &cache).is_err(), "{guest}");
     }
-    let spec = InitramfsSpec { agent: tmp.path().join("missing"), modules: vec![], staged: vec![] };
+    let spec =
+        InitramfsSpec { agent: tmp.path().join("missing"), modules: vec![], staged: vec![], kernel_config: None };
     let err = build_cached(&spec, &cache).unwrap_err().to_string();
     assert!(err.contains("missing") && err.contains("/init"), "{err}");
     assert!(!cache.join("initramfs").exists() || fs::read_dir(cache.join("initramfs")).unwrap().count() == 0);
@@ -200,7 +210,7 @@ fn a_corrupt_cache_entry_is_rebuilt_not_booted() {
     let tmp = tempfile::tempdir().unwrap();
     let agent = tmp.path().join("agent");
     fs::write(&agent, vec![7u8; 100_000]).unwrap();
-    let spec = InitramfsSpec { agent, modules: vec![], staged: vec![] };
+    let spec = InitramfsSpec { agent, modules: vec![], staged: vec![], kernel_config: None };
     let cache = tmp.path().join("cache");
     let path = build_cached(&spec, &cache).unwrap();
     let good = fs::read(&path).unwrap();

@@ -132,7 +132,20 @@ pub fn prepare_boot(req: &BootRequest) -> Result<BootSpec> {
             BUILT_IN_SCHEDULERS.join(", ")
         ),
     }
-    let spec = InitramfsSpec { agent, modules: virtio_mmio.into_iter().collect(), staged };
+    if kernel.config.is_none() {
+        tracing::warn!(
+            "no .config was found for the kernel {} (looked beside it and in its build tree): the guest has \
+             no /boot/config-$(uname -r), so schedulers with __kconfig externs (the scx schedulers) fail to \
+             load with libbpf's \"failed to open system Kconfig\"",
+            kernel.vmlinux.display()
+        );
+    }
+    let spec = InitramfsSpec {
+        agent,
+        modules: virtio_mmio.into_iter().collect(),
+        staged,
+        kernel_config: kernel.config.clone().filter(|p| p.is_file()),
+    };
     let initramfs = build_cached(&spec, &cache_dir()?).context("building the initramfs")?;
     let mut boot = BootSpec::new(kernel.vmlinux, initramfs, req.topology);
     boot.memory_mib = req.memory_mib;

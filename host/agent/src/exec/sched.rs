@@ -168,6 +168,15 @@ fn resolve(name: &str) -> Result<Launch, String> {
     ))
 }
 
+/// How many of a scheduler's last output lines a detach note keeps.
+const TAIL_LINES: usize = 5;
+
+/// The last `n` non-blank lines of `text`, trimmed.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 /// Opens `/dev/kmsg` without blocking, positioned after the last record.
 fn kmsg_at_end() -> Option<File> {
     let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg").ok()?;
@@ -261,8 +270,7 @@ impl Running {
         let deadline = Instant::now() + Duration::from_millis(200);
         for (what, t) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let text = tail_text(t, deadline);
-            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            let last = &lines[lines.len().saturating_sub(20)..];
+            let last = last_lines(&text, 20);
             if !last.is_empty() {
                 s += &format!("; {what}: {}", last.join(" | "));
             }
@@ -324,15 +332,37 @@ impl Running {
             }
             std::thread::sleep(POLL);
         }
+        let took = t0.elapsed();
         let status = self.status.map(describe_status).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_millis(300);
         let out = tail_text(&self.stdout, deadline);
         let exit_line = out.lines().rev().find(|l| l.contains(" exit kind=")).map(str::to_owned);
-        let summary = match exit_line {
+        let mut summary = match exit_line {
             Some(l) => format!("{status}; {}", l.trim()),
             None => status,
         };
-        Ok((summary, t0.elapsed()))
+        // The kernel's exit message (`sched_ext: BPF scheduler "x" disabled (reason)`) and
+        // the scheduler's own last lines: what the report keeps of how it ended.
+        let mut kernel = kmsg_sched_ext(&mut self.kmsg);
+        // The kernel logs "disabled (reason)" just after the state turns `disabled`.
+        for _ in 0..10 {
+            if kernel.iter().any(|l| l.contains("disabled")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            kernel.extend(kmsg_sched_ext(&mut self.kmsg));
+        }
+        if !kernel.is_empty() {
+            summary += &format!(" | kernel: {}", kernel.join(" / "));
+        }
+        let err = tail_text(&self.stderr, deadline);
+        for (what, text) in [("stdout", &out), ("stderr", &err)] {
+            let last = last_lines(text, TAIL_LINES);
+            if !last.is_empty() {
+                summary += &format!(" | {what}: {}", last.join(" / "));
+            }
+        }
+        Ok((summary, took))
     }
 }
 
