@@ -142,6 +142,35 @@ impl ResourceLimiter for HostState {
     }
 }
 
+/// Seeds of `wasi:random/random` and `wasi:random/insecure` (the insecure seed is 0):
+/// the same component plans to the same stream every time.
+const RANDOM_SEED: u64 = 0x5eed_5eed_5eed_5eed;
+const INSECURE_RANDOM_SEED: u64 = 0x1;
+
+/// SplitMix64: a small, well-mixed generator for fixed-seed randomness.
+struct SplitMix64(u64);
+
+impl rand_core::TryRng for SplitMix64 {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
 /// A stop signal (SIGINT, SIGTERM, SIGHUP) arrived during an export call.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped by {signal} while the component ran")]
@@ -377,6 +406,9 @@ impl Sandbox {
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            // Plans are deterministic: every random source starts from a fixed seed.
+            .secure_random(SplitMix64(RANDOM_SEED))
+            .insecure_random(SplitMix64(INSECURE_RANDOM_SEED))
             .insecure_random_seed(0)
             // Sockets are linked (toolchains import them by default) but grant nothing.
             .allow_tcp(false)
@@ -592,3 +624,6 @@ fn check_header(label: &str, bytes: &[u8]) -> Result<(), SandboxError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
