@@ -9,6 +9,7 @@ mod nested;
 mod plan;
 mod report;
 mod run;
+mod scheduler;
 mod staging;
 mod vm;
 mod watch;
@@ -67,6 +68,8 @@ pub enum Command {
     Fuzz(fuzz::FuzzArgs),
     /// Show the on-disk caches; `gc` removes least recently used entries.
     Cache(cache::CacheArgs),
+    /// Build sched_ext schedulers from crates.io into the user's cache; list them.
+    Scheduler(scheduler::SchedulerArgs),
     /// Run `schedbox ARGS...` inside an outer QEMU guest with nested virtualization, so
     /// `--backend kvm` works where /dev/kvm cannot boot a kernel; reports come back out.
     Nested(nested::NestedArgs),
@@ -223,6 +226,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Watch(a) => watch::run(a),
         Command::Nested(a) => nested::run(a),
         Command::Cache(a) => cache::run(a),
+        Command::Scheduler(a) => scheduler::run(a),
         Command::Fuzz(a) => fuzz::run(a),
     }
 }

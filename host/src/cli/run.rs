@@ -32,8 +32,9 @@ pub struct RunArgs {
     /// Stage a payload binary: NAME=PATH[:ARGS] (ARGS: default arguments, space-separated).
     #[arg(long = "payload", value_name = "NAME=PATH[:ARGS]")]
     pub payloads: Vec<String>,
-    /// Stage a sched_ext scheduler: NAME=PATH[:ARGS].
-    #[arg(long = "scheduler", value_name = "NAME=PATH[:ARGS]")]
+    /// Stage a sched_ext scheduler: NAME=PATH[:ARGS], or NAME[:ARGS] for one installed by
+    /// `schedbox scheduler install`.
+    #[arg(long = "scheduler", value_name = "NAME[=PATH][:ARGS]")]
     pub schedulers: Vec<String>,
     /// Write the JSON report here (rewritten after each scenario; written on a signal too).
     #[arg(long, value_name = "FILE")]

@@ -34,6 +34,28 @@ pub(super) fn parse_staged(flag: &str, s: &str) -> anyhow::Result<Staged> {
     Ok(Staged { name: name.to_owned(), path, args })
 }
 
+/// `--scheduler NAME[:ARGS]` without a path: a scheduler installed by `schedbox scheduler
+/// install` (`bpfland` or `scx_bpfland` finds `scx_bpfland`), staged as NAME.
+fn installed_scheduler(s: &str) -> anyhow::Result<Staged> {
+    let (name, args) = match s.split_once(':') {
+        Some((n, a)) => (n, a.split_whitespace().map(str::to_owned).collect()),
+        None => (s, Vec::new()),
+    };
+    if name.is_empty() || name.contains('/') {
+        bail!("--scheduler {s:?}: write NAME[:ARGS] (an installed scheduler) or NAME=PATH[:ARGS]");
+    }
+    let path = super::scheduler::find_installed(name).with_context(|| {
+        let have = super::scheduler::installed().unwrap_or_default();
+        let have: Vec<&str> = have.iter().map(|(n, _)| n.as_str()).collect();
+        format!(
+            "--scheduler {name}: no installed scheduler is named {name:?} (installed: {}); install one with \
+             `schedbox scheduler install scx_{name}` or pass --scheduler {name}=PATH",
+            if have.is_empty() { "none".to_owned() } else { have.join(", ") }
+        )
+    })?;
+    Ok(Staged { name: name.to_owned(), path, args })
+}
+
 /// Payloads and schedulers staged into every guest a command boots.
 pub(super) struct Staging {
     payloads: Vec<Staged>,
@@ -55,7 +77,11 @@ impl Staging {
             list.iter().map(|s| parse_staged(flag, s)).collect::<Result<_, _>>().map_err(Failure::usage)
         };
         let payloads = parse("payload", payloads)?;
-        let schedulers = parse("scheduler", schedulers)?;
+        let schedulers = schedulers
+            .iter()
+            .map(|s| if s.contains('=') { parse_staged("scheduler", s) } else { installed_scheduler(s) })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::usage)?;
         let defaults = payloads.iter().map(|s| (s.name.clone(), s.args.clone())).collect();
         let mut files: Vec<(String, PathBuf)> =
             payloads.iter().map(|s| (format!("/staging/payloads/{}", s.name), s.path.clone())).collect();
