@@ -53,6 +53,9 @@ pub enum Word {
     /// Descriptor numbers in the leader's process (own slot: the member's pipe ends).
     FdA = 10,
     FdB = 11,
+    /// The spawn's start barrier (slot 0): 0 until the agent saw every worker's set-up
+    /// report, then 1; workers block on it before they start their work.
+    Go = 12,
 }
 
 /// Which latency histogram of a slot.
@@ -171,6 +174,26 @@ impl Shm {
         unsafe { &*self.ptr.add(slot * Self::slot_bytes(self.cpus) + offset).cast::<AtomicU32>() }
     }
 
+    /// Worker side: blocks until the agent opened the start barrier ([`Word::Go`]).
+    pub fn wait_for_go(&self) {
+        let go = self.word(0, Word::Go);
+        while go.load(Ordering::Acquire) == 0 {
+            // SAFETY: FUTEX_WAIT on a valid, aligned u32 of a shared mapping that outlives
+            // the call; a null timeout waits until woken (or the word is no longer 0).
+            unsafe {
+                libc::syscall(libc::SYS_futex, go.as_ptr(), libc::FUTEX_WAIT, 0, std::ptr::null::<libc::timespec>())
+            };
+        }
+    }
+
+    /// Agent side: opens the start barrier and wakes every worker waiting on it.
+    pub fn release_all(&self) {
+        let go = self.word(0, Word::Go);
+        go.store(1, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on a valid, aligned u32 of a shared mapping; no memory is written.
+        unsafe { libc::syscall(libc::SYS_futex, go.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+    }
+
     pub fn iterations(&self, slot: usize) -> &AtomicU64 {
         self.u64_at(slot, 0)
     }
@@ -263,6 +286,23 @@ mod tests {
         assert_eq!(b.gap(1)[0].load(Ordering::Relaxed), 11);
         assert_eq!(b.gap(2)[0].load(Ordering::Relaxed), 0);
         assert!(b.cpu_count(0, 8).is_none());
+    }
+
+    #[test]
+    fn the_start_barrier_holds_a_waiter_until_released() {
+        let a = Shm::create(2, 1).unwrap();
+        // SAFETY: dup of a descriptor we own; the copy is handed to `Shm::open` below.
+        let dup = unsafe { libc::dup(a.raw_fd()) };
+        let waiter = std::thread::spawn(move || {
+            let b = Shm::open(dup, 2, 1).unwrap();
+            b.wait_for_go();
+            b.iterations(1).store(1, Ordering::Relaxed);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(a.iterations(1).load(Ordering::Relaxed), 0, "passed the barrier before the release");
+        a.release_all();
+        waiter.join().unwrap();
+        assert_eq!(a.iterations(1).load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -20,3 +20,8 @@ pub use work::{AffinityIntent, Phase, SchedPolicy, WorkSpec, WorkType, WorkerCou
 
 /// The contract version this host emits streams under.
 pub const CONTRACT_VERSION: &str = "schedbox:scenario@0.1.0";
+
+/// The most workers one spawn may start (a count, or a percentage once resolved in the
+/// guest): every worker is a process the guest's agent starts and waits for within one
+/// request, and more than this did not set up in time on a TCG guest.
+pub const MAX_WORKERS_PER_SPAWN: u32 = 256;

@@ -56,6 +56,12 @@ pub fn count(spec: &WorkSpec, allowed: usize, runner: bool) -> Result<u32, Strin
         }
         WorkerCount::Pct(p) => ((p / 100.0 * allowed as f64).round() as u32).max(1).next_multiple_of(group),
     };
+    if n > schedbox_ops::MAX_WORKERS_PER_SPAWN {
+        return Err(format!(
+            "{n} workers exceed the limit of {} per spawn; spawn fewer or split them over several spawns",
+            schedbox_ops::MAX_WORKERS_PER_SPAWN
+        ));
+    }
     if n % group != 0 {
         return Err(format!(
             "{} runs in groups of {group} workers; {n} is not a multiple of {group}",
@@ -99,8 +105,9 @@ fn seed() -> u64 {
     (t.as_nanos() as u64) | 1
 }
 
-/// Starts the workers of `spec` in `cgroup` (`None`: the runner's cgroup) and waits until
-/// each reported its set-up; on any failure none is left running.
+/// Starts the workers of `spec` in `cgroup` (`None`: the runner's cgroup), waits until
+/// each reported its set-up, then releases them together through the start barrier
+/// ([`Shm::release_all`]); on any failure none is left running.
 pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -> Result<Vec<Worker>, String> {
     let allowed = allowed_cpus(cgroup, topo)?;
     let n = count(spec, allowed.len(), cgroup.is_none())?;
@@ -174,6 +181,8 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
     if let Err(e) = read_reports(report_r, n) {
         return fail(&mut started, e);
     }
+    // Every worker set itself up and waits at the start barrier: release them together.
+    shm.release_all();
     Ok(started)
 }
 

@@ -73,6 +73,8 @@ pub fn main(json: Option<&str>) -> ! {
     };
     let _ = report.write_all(format!("{} ok\n", spec.index).as_bytes());
     drop(report);
+    // The start barrier: no worker takes CPU from the agent while it still starts the rest.
+    shm.wait_for_go();
     work::run(&spec, &shm)
 }
 
