@@ -131,8 +131,12 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
         WorkerCount::Count(0) => {
             return Err(Problem::new("worker count is 0", "spawn at least one worker"));
         }
-        WorkerCount::Count(n) if n > 4096 => {
-            return Err(Problem::new(format!("worker count {n} exceeds 4096"), "spawn at most 4096 workers"));
+        WorkerCount::Count(n) if n > schedbox_ops::MAX_WORKERS_PER_SPAWN => {
+            let max = schedbox_ops::MAX_WORKERS_PER_SPAWN;
+            return Err(Problem::new(
+                format!("worker count {n} exceeds the limit of {max} workers per spawn"),
+                format!("spawn at most {max} workers, or split them over several spawns or steps"),
+            ));
         }
         WorkerCount::Pct(p) => frac_in("workers_pct", p, true, 0.0, 100.0)?,
         WorkerCount::Count(_) => {}

@@ -592,3 +592,18 @@ fn steer_irq_cpus_takes_cpus_of_the_declared_topology() {
     assert!(t.contains("steer to CPUs in 0..4"), "{t}");
     reject_at(vec![Op::steer_irq_cpus(IrqSelector::ByNumber(4), [])], 0, OpKind::SteerIrqCpus, "no CPU");
 }
+
+#[test]
+fn a_spawn_above_the_per_spawn_limit_is_rejected_naming_it() {
+    let max = crate::op_model::MAX_WORKERS_PER_SPAWN;
+    let at_max = Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers(max));
+    let s = stream(Backdrop::new(), vec![Step::with_defs(vec![CgroupDef::named("a")], vec![at_max], HoldSpec::FULL)]);
+    validate_stream(&s).expect("the limit itself is allowed");
+    let t = reject_at(
+        vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().workers(max + 1))],
+        0,
+        OpKind::Spawn,
+        &format!("worker count {} exceeds the limit of {max} workers per spawn", max + 1),
+    );
+    assert!(t.contains(&format!("spawn at most {max} workers")), "{t}");
+}

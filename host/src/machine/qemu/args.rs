@@ -55,6 +55,26 @@ pub fn needs_q35(spec: &BootSpec) -> bool {
     spec.topology.numa_nodes > 1 || spec.prefer_q35
 }
 
+/// Environment variable choosing QEMU's TCG threading: `single` (one host thread runs
+/// every vCPU) or `multi` (MTTCG: one host thread per vCPU).
+pub const TCG_THREADS_ENV: &str = "SCHEDBOX_TCG_THREADS";
+
+/// The TCG threading for `setting` ([`TCG_THREADS_ENV`]'s value): `multi` by default
+/// where the host has more than one CPU, else `single`. An unknown value is ignored with
+/// a warning naming the variable and the values it takes.
+pub fn tcg_threads(setting: Option<&str>, host_cpus: usize) -> &'static str {
+    match setting.map(str::trim) {
+        Some("single") => "single",
+        Some("multi") => "multi",
+        Some(other) if !other.is_empty() => {
+            tracing::warn!("{TCG_THREADS_ENV}={other:?} is neither `single` nor `multi`: using the default");
+            tcg_threads(None, host_cpus)
+        }
+        _ if host_cpus > 1 => "multi",
+        _ => "single",
+    }
+}
+
 /// The full argument list (without the program name).
 pub fn qemu_args(spec: &BootSpec, paths: &VmPaths, tsc_khz: u64) -> Vec<String> {
     let t = &spec.topology;
@@ -66,7 +86,9 @@ pub fn qemu_args(spec: &BootSpec, paths: &VmPaths, tsc_khz: u64) -> Vec<String> 
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
     push(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
-    push(&["-accel", "tcg,thread=single"]);
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = tcg_threads(std::env::var(TCG_THREADS_ENV).ok().as_deref(), host_cpus);
+    push(&["-accel", &format!("tcg,thread={threads}")]);
     if q35 {
         // Intel vendor: Linux derives LLC groups from dies there.
         push(&["-machine", "q35", "-cpu", "max,vendor=GenuineIntel"]);
@@ -134,6 +156,16 @@ mod tests {
         assert!(find(&a, "-numa").is_empty());
         assert!(find(&a, "-append")[0].contains("tsc_early_khz=2600000"));
         assert!(find(&a, "-device").contains(&"virtio-serial-device,id=vser"));
+    }
+
+    #[test]
+    fn tcg_threading_is_multi_on_a_multi_core_host_unless_set() {
+        assert_eq!(tcg_threads(None, 2), "multi");
+        assert_eq!(tcg_threads(None, 1), "single");
+        assert_eq!(tcg_threads(Some("single"), 16), "single");
+        assert_eq!(tcg_threads(Some("multi"), 1), "multi");
+        assert_eq!(tcg_threads(Some("bogus"), 2), "multi");
+        assert_eq!(tcg_threads(Some(""), 1), "single");
     }
 
     #[test]
