@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::Execution;
 use crate::op_model::{Op, OpStream};
+use crate::results::StepStatus;
 
 /// Which oracle fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -146,7 +147,8 @@ pub fn attached_after_steps(stream: &OpStream) -> Vec<bool> {
         .map(|s| {
             for op in &s.ops {
                 match op {
-                    Op::AttachScheduler { .. } | Op::ReplaceScheduler { .. } | Op::RestartScheduler => attached = true,
+                    Op::AttachScheduler { .. } | Op::ReplaceScheduler { .. } => attached = true,
+                    // Restarts the one attached (without a boot scheduler, nothing when none is).
                     Op::DetachScheduler => attached = false,
                     _ => {}
                 }
@@ -222,7 +224,10 @@ pub fn judge(stream: &OpStream, seen: &Observed<'_>, bounds: &Bounds) -> Vec<Fin
     }
     if !out.iter().any(|f| f.oracle == Oracle::SchedulerExit) {
         let want = attached_after_steps(stream);
-        for m in &exec.results.step_metrics {
+        let passed = |i: u32| exec.results.steps.iter().any(|s| s.index == i && s.status == StepStatus::Passed);
+        // A failed step's own op error (an attach refused, a restart with nothing attached)
+        // is a step error, not a scheduler death.
+        for m in exec.results.step_metrics.iter().filter(|m| passed(m.step)) {
             let expected = want.get(m.step as usize).copied().unwrap_or(false);
             if expected && m.sched_ext_state != "enabled" && m.sched_ext_state != "unsupported" {
                 let why = console_reason(seen.console);
@@ -309,7 +314,7 @@ pub fn features(stream: &OpStream, seen: &Observed<'_>) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{StepMetrics, StepResult, StepStatus, WorkerStat};
+    use crate::results::{StepMetrics, StepResult, WorkerStat};
 
     fn stream() -> OpStream {
         use crate::fuzz::generator::{info, GenConfig};
@@ -350,10 +355,28 @@ mod tests {
             sched_ext_state: "disabled".into(),
             ..Default::default()
         });
+        let mut step = StepResult {
+            index: 0,
+            status: StepStatus::Failed,
+            error: Some("attach-scheduler: refused".into()),
+            duration_ms: 1,
+        };
+        exec.results.steps.push(step.clone());
+        let f = judge(&stream(), &Observed { exec: &exec, console: &[], machine_error: None }, &Bounds::default());
+        assert!(f.is_empty(), "a failed step's own op error is not a scheduler exit: {f:?}");
+        (step.status, step.error) = (StepStatus::Passed, None);
+        exec.results.steps[0] = step;
         let console =
             vec!["[ 3.1] sched_ext: BPF scheduler \"fixture_stall\" disabled (runnable task stall)".to_owned()];
         let f = judge(&stream(), &Observed { exec: &exec, console: &console, machine_error: None }, &Bounds::default());
         assert_eq!(f[0].signature, "scheduler-exit:runnable task stall", "{f:?}");
+    }
+
+    #[test]
+    fn restart_with_nothing_attached_attaches_nothing() {
+        let mut s = stream();
+        s.steps[0].ops = vec![Op::restart_scheduler()];
+        assert_eq!(attached_after_steps(&s), vec![false, false]);
     }
 
     #[test]
