@@ -95,11 +95,15 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         violations: Vec::new(),
     };
     let mut requests = None;
+    let mut setup_cgroups = None;
     if reason.is_none() {
         // Planning runs `run` in the sandbox: the only way to see the ops it emits.
         match sandbox.load_bytes(&label, &bytes).and_then(|l| sandbox.plan(&l)) {
             Ok(plan) => {
                 let r = Requests::of(&plan.stream);
+                let s = &plan.stream;
+                setup_cgroups =
+                    Some((s.backdrop.cgroups.len() + s.steps.iter().map(|s| s.setup.len()).sum::<usize>()) as u64);
                 if let Err(refused) = policy.admit(subject, &plan.stream) {
                     view.violations = refused.violations.clone();
                     reason = Some(refused.to_string());
@@ -119,7 +123,12 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         bound("wasm stack (bytes)", None, Some(l.stack_bytes as u64)),
         bound("argument bytes per call", None, Some(l.max_arg_bytes as u64)),
         bound("ops", r.map(|r| r.ops as u64), Some(l.max_ops as u64)),
-        bound("steps", r.map(|r| r.steps as u64), policy.stream.max_steps.map(|v| v as u64)),
+        bound(
+            "steps",
+            r.map(|r| r.steps as u64),
+            Some(policy.stream.max_steps.map_or(l.max_ops, |v| v.min(l.max_ops)) as u64),
+        ),
+        bound("setup cgroups", setup_cgroups, Some(l.max_ops as u64)),
         bound("duration (ms)", r.map(|r| r.duration_ms), policy.stream.max_duration_ms),
     ];
     view.requests = requests.map(|r| r.requests).unwrap_or_default();

@@ -576,7 +576,9 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
     }
     if let Some(b) = e.downcast_ref::<BoundError>() {
         let kind = match b {
-            BoundError::TooManyOps { .. } => Bound::OpStream,
+            BoundError::TooManyOps { .. } | BoundError::TooManyItems { .. } | BoundError::TooManyRejections { .. } => {
+                Bound::OpStream
+            }
             BoundError::TooLarge { .. } | BoundError::WrongPhase { .. } => Bound::ArgumentSize,
         };
         if let BoundError::WrongPhase { .. } = b {

@@ -18,6 +18,14 @@ pub enum BoundError {
         "{op}: an argument of {len} bytes exceeds the {limit}-byte bound on strings and lists; pass shorter values"
     )]
     TooLarge { op: &'static str, len: usize, limit: usize },
+    #[error(
+        "the op stream exceeded {limit} {what} ({what} {count} rejected); raise the bound with --max-ops (it bounds ops, steps and setup cgroups each) or emit fewer"
+    )]
+    TooManyItems { what: &'static str, limit: usize, count: usize },
+    #[error(
+        "the host rejected {limit} op calls; a scenario that keeps calling after an op-error is stopped (handle the op-error and return it from run)"
+    )]
+    TooManyRejections { limit: usize },
     #[error("{op} called from `{phase}`: ops may only be emitted from `run`")]
     WrongPhase { op: &'static str, phase: &'static str },
 }
@@ -49,8 +57,14 @@ pub struct Recorder {
     steps: Vec<Step>,
     open: Option<Step>,
     count: usize,
-    /// Every call-site rejection, in order; the first explains a failed `run`.
+    /// Steps opened and setup cgroups declared (Backdrop and steps), each bounded like ops.
+    steps_opened: usize,
+    setup_cgroups: usize,
+    /// The first [`KEPT_REJECTIONS`] call-site rejections and the last one, each
+    /// message cut to [`REJECTION_BYTES`]; the first explains a failed `run`.
     pub(super) rejections: Vec<ValidationError>,
+    /// How many calls were rejected.
+    rejected: usize,
     /// What the `metrics` import hands `check`: the step metrics of the run it judges.
     pub(super) step_metrics: Vec<crate::results::StepMetrics>,
 }
@@ -65,7 +79,10 @@ impl Recorder {
             steps: Vec::new(),
             open: None,
             count: 0,
+            steps_opened: 0,
+            setup_cgroups: 0,
             rejections: Vec::new(),
+            rejected: 0,
             step_metrics: Vec::new(),
         }
     }
@@ -101,10 +118,30 @@ impl Recorder {
         Ok(())
     }
 
-    fn reject(&mut self, e: ValidationError) -> wit::OpError {
+    fn reject(&mut self, mut e: ValidationError) -> wasmtime::Result<wit::OpError> {
+        self.rejected += 1;
+        if self.rejected > self.limits.max_ops {
+            return Err(BoundError::TooManyRejections { limit: self.limits.max_ops }.into());
+        }
+        cut(&mut e.message);
+        cut(&mut e.fix);
         let out = wit::OpError { message: e.message.clone(), fix: e.fix.clone() };
+        if self.rejections.len() > KEPT_REJECTIONS {
+            // Keep the first ones and the latest.
+            self.rejections.pop();
+        }
         self.rejections.push(e);
-        out
+        Ok(out)
+    }
+
+    /// Counts `n` more of `what` (steps, setup cgroups) against the op bound.
+    fn count_items(&mut self, what: &'static str, n: usize) -> wasmtime::Result<()> {
+        let counter = if what == "steps" { &mut self.steps_opened } else { &mut self.setup_cgroups };
+        *counter = counter.saturating_add(n);
+        if *counter > self.limits.max_ops {
+            return Err(BoundError::TooManyItems { what, limit: self.limits.max_ops, count: *counter }.into());
+        }
+        Ok(())
     }
 
     /// The validator of the `run` being recorded; set by `start`.
@@ -121,7 +158,7 @@ impl Recorder {
             return Err(BoundError::TooManyOps { limit: self.limits.max_ops, count: self.count + 1 }.into());
         }
         if let Err(e) = self.validator()?.op(&op) {
-            return Ok(Err(self.reject(e)));
+            return Ok(Err(self.reject(e)?));
         }
         self.count += 1;
         match self.open.as_mut() {
@@ -129,6 +166,24 @@ impl Recorder {
             None => self.backdrop.ops.push(op),
         }
         Ok(Ok(()))
+    }
+}
+
+/// Rejections kept for messages (besides the latest).
+const KEPT_REJECTIONS: usize = 16;
+/// Bytes of a kept rejection's message or fix (a message may list every live cgroup).
+const REJECTION_BYTES: usize = 4096;
+
+/// Cuts `s` to [`REJECTION_BYTES`] at a character boundary, saying so.
+fn cut(s: &mut String) {
+    if s.len() > REJECTION_BYTES {
+        let mut end = REJECTION_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = s.len() - end;
+        s.truncate(end);
+        s.push_str(&format!(" … ({dropped} more bytes)"));
     }
 }
 
@@ -197,9 +252,10 @@ impl metrics::Host for Recorder {
 impl ops::Host for Recorder {
     fn open_backdrop(&mut self, cgroups: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
         self.gate("open-backdrop", cgroups.iter().map(def_size).sum())?;
+        self.count_items("setup cgroups", cgroups.len())?;
         let defs: Vec<CgroupDef> = cgroups.into_iter().map(Into::into).collect();
         if let Err(e) = self.validator()?.open_backdrop(&defs) {
-            return Ok(Err(self.reject(e)));
+            return Ok(Err(self.reject(e)?));
         }
         self.backdrop.cgroups = defs;
         Ok(Ok(()))
@@ -207,14 +263,19 @@ impl ops::Host for Recorder {
 
     fn close_backdrop(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
         self.gate("close-backdrop", 0)?;
-        Ok(self.validator()?.close_backdrop().map_err(|e| self.reject(e)))
+        match self.validator()?.close_backdrop() {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => Ok(Err(self.reject(e)?)),
+        }
     }
 
     fn open_step(&mut self, setup: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
         self.gate("open-step", setup.iter().map(def_size).sum())?;
+        self.count_items("steps", 1)?;
+        self.count_items("setup cgroups", setup.len())?;
         let defs: Vec<CgroupDef> = setup.into_iter().map(Into::into).collect();
         if let Err(e) = self.validator()?.open_step(&defs) {
-            return Ok(Err(self.reject(e)));
+            return Ok(Err(self.reject(e)?));
         }
         self.open = Some(Step::with_defs(defs, Vec::new(), HoldSpec::FULL));
         Ok(Ok(()))
@@ -224,7 +285,7 @@ impl ops::Host for Recorder {
         self.gate("close-step", 0)?;
         let hold: HoldSpec = hold.into();
         if let Err(e) = self.validator()?.close_step(&hold) {
-            return Ok(Err(self.reject(e)));
+            return Ok(Err(self.reject(e)?));
         }
         if let Some(mut step) = self.open.take() {
             step.hold = hold;

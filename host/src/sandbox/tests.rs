@@ -25,3 +25,85 @@ fn every_random_source_is_seeded_the_same_in_every_store() {
     assert_ne!(first.0, first.1, "secure and insecure streams are the same");
     assert_eq!(first.2, (0, 0), "the README promises insecure-seed 0");
 }
+
+mod recorder_bounds {
+    use crate::contract::schedbox::scenario::{ops::Host as _, types as wit};
+    use crate::op_model::{ScenarioInfo, Topology};
+    use crate::sandbox::recorder::{BoundError, Recorder};
+    use crate::sandbox::SandboxLimits;
+
+    fn recorder(max_ops: usize) -> Recorder {
+        let mut r = Recorder::new(SandboxLimits { max_ops, ..SandboxLimits::default() });
+        r.start(&ScenarioInfo {
+            name: "t".into(),
+            summary: "test".into(),
+            topology: Topology { numa_nodes: 1, llcs_per_node: 2, cores_per_llc: 2, threads_per_core: 1 },
+            kernel_features: vec![],
+            payloads: vec![],
+            schedulers: vec![],
+            duration_ms: 1000,
+        })
+        .unwrap();
+        r
+    }
+
+    fn def(name: String) -> wit::CgroupDef {
+        wit::CgroupDef {
+            name,
+            cpuset: None,
+            cpuset_mems: None,
+            cpu_weight: None,
+            cpu_max: None,
+            memory_max: None,
+            pids_max: None,
+            io_weight: None,
+            workers: vec![],
+            payload: None,
+            swappable: false,
+        }
+    }
+
+    fn bound_of(e: wasmtime::Error) -> String {
+        let b = e.downcast_ref::<BoundError>().unwrap_or_else(|| panic!("not a bound error: {e:#}"));
+        b.to_string()
+    }
+
+    #[test]
+    fn steps_are_bounded_like_ops() {
+        let mut r = recorder(10);
+        r.open_backdrop(vec![]).unwrap().unwrap();
+        r.close_backdrop().unwrap().unwrap();
+        for _ in 0..10 {
+            r.open_step(vec![]).unwrap().unwrap();
+            r.close_step(wit::HoldSpec::Fixed(1)).unwrap().unwrap();
+        }
+        let message = bound_of(r.open_step(vec![]).unwrap_err());
+        assert!(message.contains("exceeded 10 steps (steps 11 rejected)"), "{message}");
+        assert!(message.contains("--max-ops"), "{message}");
+    }
+
+    #[test]
+    fn setup_cgroups_are_bounded_like_ops() {
+        let mut r = recorder(10);
+        let defs = (0..11).map(|i| def(format!("c{i}"))).collect();
+        let message = bound_of(r.open_backdrop(defs).unwrap_err());
+        assert!(message.contains("exceeded 10 setup cgroups (setup cgroups 11 rejected)"), "{message}");
+    }
+
+    #[test]
+    fn rejected_calls_are_bounded_and_few_are_kept() {
+        let mut r = recorder(1000);
+        r.open_backdrop(vec![]).unwrap().unwrap();
+        r.close_backdrop().unwrap().unwrap();
+        r.open_step(vec![]).unwrap().unwrap();
+        let long = "x".repeat(60 << 10);
+        for _ in 0..1000 {
+            // Rejected: no such cgroup (and the name is long).
+            assert!(r.freeze_cgroup(long.clone()).unwrap().is_err());
+        }
+        assert!(r.rejections.len() <= 18, "{} rejections kept", r.rejections.len());
+        assert!(r.rejections.iter().all(|e| e.message.len() <= 4200), "a kept message is not cut");
+        let message = bound_of(r.freeze_cgroup(long).unwrap_err());
+        assert!(message.contains("rejected 1000 op calls"), "{message}");
+    }
+}
