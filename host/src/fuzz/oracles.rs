@@ -38,6 +38,22 @@ pub enum Oracle {
 }
 
 impl Oracle {
+    /// Severity order of findings of one run: lower first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Oracle::KernelPanic => 0,
+            Oracle::KernelOops => 1,
+            Oracle::KernelBug => 2,
+            Oracle::SoftLockup => 3,
+            Oracle::RcuStall => 4,
+            Oracle::HungTask => 5,
+            Oracle::KernelWarn => 6,
+            Oracle::SchedulerExit => 7,
+            Oracle::Starvation => 8,
+            Oracle::AgentUnresponsive => 9,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Oracle::SchedulerExit => "scheduler-exit",
@@ -202,7 +218,9 @@ pub fn judge(stream: &OpStream, seen: &Observed<'_>, bounds: &Bounds) -> Vec<Fin
         .chain(seen.machine_error.map(str::to_owned))
         .collect();
     for e in &errors {
-        if e.contains("is no longer attached") {
+        if e.contains("kernel panicked") {
+            out.push(Finding { oracle: Oracle::KernelPanic, detail: e.clone(), signature: "kernel-panic".into() });
+        } else if e.contains("is no longer attached") {
             let why = exit_reason(e);
             out.push(Finding {
                 oracle: Oracle::SchedulerExit,
@@ -218,8 +236,6 @@ pub fn judge(stream: &OpStream, seen: &Observed<'_>, bounds: &Bounds) -> Vec<Fin
                 detail: e.clone(),
                 signature: "agent-unresponsive".into(),
             });
-        } else if e.contains("kernel panicked") {
-            out.push(Finding { oracle: Oracle::KernelPanic, detail: e.clone(), signature: "kernel-panic".into() });
         }
     }
     if !out.iter().any(|f| f.oracle == Oracle::SchedulerExit) {
@@ -274,6 +290,8 @@ pub fn judge(stream: &OpStream, seen: &Observed<'_>, bounds: &Bounds) -> Vec<Fin
             }
         }
     }
+    // The most telling first (a panic explains the agent's silence that follows it).
+    out.sort_by_key(|f| f.oracle.rank());
     out
 }
 
@@ -388,6 +406,21 @@ mod tests {
         assert_eq!(console_kind(&new[0]), Some(Oracle::KernelWarn));
         assert_eq!(console_kind(&new[1]), Some(Oracle::HungTask));
         assert_eq!(console_kind("rcu: INFO: rcu_preempt detected stalls on CPUs"), Some(Oracle::RcuStall));
+        // A panic ranks before the agent's silence that follows it.
+        let exec =
+            Execution { error: Some("scenario teardown: agent channel: Broken pipe".into()), ..Default::default() };
+        let console = vec!["[ 7.8] Oops: int3: 0000 [#1] SMP NOPTI".to_owned()];
+        let f = judge(
+            &stream(),
+            &Observed {
+                exec: &exec,
+                console: &console,
+                machine_error: Some("the guest kernel panicked during a hold: x"),
+            },
+            &Bounds::default(),
+        );
+        let order: Vec<Oracle> = f.iter().map(|f| f.oracle).collect();
+        assert_eq!(order, vec![Oracle::KernelPanic, Oracle::KernelOops, Oracle::AgentUnresponsive]);
     }
 
     #[test]
