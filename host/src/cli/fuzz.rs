@@ -31,7 +31,7 @@ use super::Failure;
 #[derive(Args, Debug)]
 pub struct FuzzArgs {
     /// The scheduler under test: built in (fixture, fixture-alt, fixture-stall,
-    /// fixture-error, fixture-planted) or staged with --scheduler-file.
+    /// fixture-error) or staged with --scheduler-file.
     #[arg(long, value_name = "NAME")]
     pub scheduler: Option<String>,
     /// Stage a sched_ext scheduler: NAME=PATH[:ARGS] (as `run --scheduler`).
