@@ -122,7 +122,6 @@ fn the_scx_schedulers_attach_run_survive_restart_and_replace_and_detach() {
         }
         summary.push(format!("scx {name}: attach {attach_ms} ms, detach {detach_ms} ms"));
     }
-    drop(ask);
     vm.power_off().unwrap();
     for line in summary {
         eprintln!("{line}");

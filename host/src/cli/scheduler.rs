@@ -128,7 +128,7 @@ fn clangs() -> Vec<(u32, PathBuf)> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found
 }
 
