@@ -7,7 +7,8 @@
 //! Each attaches (the kernel shows `enabled`), runs SCHED_EXT workers that make progress,
 //! survives restart-scheduler and a replace to the fixture and back, and detaches (the
 //! kernel shows `disabled`, the teardown leaves nothing). The attach and detach times the
-//! agent measured are printed (`scx <name>: attach N ms, detach M ms`).
+//! agent measured are printed (`scx <name>: attach N ms, detach M ms`). `SCHEDBOX_SCX=lavd,rusty`
+//! runs only those.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +37,12 @@ fn millis(note: &str) -> u64 {
 fn the_scx_schedulers_attach_run_survive_restart_and_replace_and_detach() {
     let mut staged = Vec::new();
     let mut names = Vec::new();
+    // SCHEDBOX_SCX=lavd,rusty: only those.
+    let only = std::env::var("SCHEDBOX_SCX").ok();
     for name in SCHEDULERS {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|n| n == *name)) {
+            continue;
+        }
         match installed(name) {
             Some(p) => {
                 staged.push((format!("/staging/schedulers/{name}/{name}"), p));
