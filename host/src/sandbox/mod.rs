@@ -99,6 +99,9 @@ impl Default for SandboxConfig {
 pub struct HostState {
     recorder: Recorder,
     memory_limit: usize,
+    /// Bytes of all linear memories of the store, and elements of all its tables.
+    memory_used: usize,
+    table_elements: usize,
     /// When the current export call's wall-clock budget runs out.
     deadline: std::time::Instant,
     wasi: WasiCtx,
@@ -113,23 +116,35 @@ impl WasiView for HostState {
     }
 }
 
+/// Table elements of all tables of one store.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
 /// A memory request over the bound: traps the guest with this error.
 #[derive(Debug, thiserror::Error)]
-#[error("linear memory would grow to {desired} bytes; the bound is {limit} bytes (raise it with --wasm-memory)")]
+#[error("linear memory (all memories of the instance together) would grow to {desired} bytes; the bound is {limit} bytes (raise it with --wasm-memory)")]
 pub struct MemoryBoundError {
     pub desired: usize,
     pub limit: usize,
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            return Err(MemoryBoundError { desired, limit: self.memory_limit }.into());
+    /// The bound is on the sum of every linear memory of the store.
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_limit {
+            return Err(MemoryBoundError { desired: total, limit: self.memory_limit }.into());
         }
+        self.memory_used = total;
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+    /// At most 2^20 table elements in all tables of the store.
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements.saturating_sub(current).saturating_add(desired);
+        if total > TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
     fn instances(&self) -> usize {
         64
@@ -420,6 +435,8 @@ impl Sandbox {
         let state = HostState {
             recorder: Recorder::new(self.config.limits.clone()),
             memory_limit: self.config.limits.memory_bytes,
+            memory_used: 0,
+            table_elements: 0,
             deadline: std::time::Instant::now(),
             wasi,
             table: ResourceTable::new(),

@@ -107,3 +107,27 @@ mod recorder_bounds {
         assert!(message.contains("rejected 1000 op calls"), "{message}");
     }
 }
+
+#[test]
+fn the_memory_bound_is_on_all_memories_of_an_instance_together() {
+    use wasmtime::ResourceLimiter;
+    let config = SandboxConfig {
+        cache_root: None,
+        limits: super::SandboxLimits { memory_bytes: 64 << 20, ..Default::default() },
+        ..SandboxConfig::default()
+    };
+    let sb = Sandbox::new(config).unwrap();
+    let mut store = sb.store();
+    let state = store.data_mut();
+    // Sixteen memories of 32 MiB each: the first two fit, the third does not.
+    assert!(state.memory_growing(0, 32 << 20, None).unwrap());
+    assert!(state.memory_growing(0, 32 << 20, None).unwrap());
+    let err = state.memory_growing(0, 32 << 20, None).unwrap_err();
+    assert!(err.to_string().contains("the bound is 67108864 bytes"), "{err}");
+    // Growing one that exists counts only the growth.
+    assert!(state.memory_growing(32 << 20, 32 << 20, None).unwrap());
+    // Tables: 2^20 elements in all.
+    assert!(state.table_growing(0, 1 << 19, None).unwrap());
+    assert!(state.table_growing(0, 1 << 19, None).unwrap());
+    assert!(!state.table_growing(0, 1, None).unwrap());
+}
