@@ -28,7 +28,7 @@ fn main() {
     // `cargo bench` passes --bench; a filter argument could follow. Nothing to parse.
     let runs: usize = std::env::var("SCHEDBOX_BOOT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let topology = parse_topology("1n2l2c1t").expect("valid");
-    let req = BootRequest { kernel: None, topology, memory_mib: 512, staged: vec![], kernel_config: None };
+    let req = BootRequest { kernel: None, topology, memory_mib: 512, staged: vec![] };
     let spec = prepare_boot(&req).expect("prepare the boot (kernel fetched? agent built?)");
     let agent = schedbox::machine::find_agent().expect("agent");
     let cache = std::env::temp_dir().join("schedbox-boot-bench");

@@ -273,7 +273,7 @@ fn a_payload_that_outlives_its_wait_is_killed_with_its_output_and_the_guest_stay
 
 #[test]
 fn sigterm_during_vm_info_boot_powers_off_and_leaves_nothing() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+    let child = Command::new(env!("CARGO_BIN_EXE_schedbox"))
         .args(["-v", "vm", "info", "--topology", "1n1l2c1t"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

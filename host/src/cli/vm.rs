@@ -113,7 +113,7 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
     schedbox::interrupt::install();
     let stopped = || schedbox::interrupt::received().map(schedbox::interrupt::exit_code);
     let mut m = match boot(&a.guest) {
-        Err(f) => return stopped().map_or(Err(f), Ok),
+        Err(f) => return stopped().ok_or(f),
         // Powered off on the way out (the machine's drop kills it otherwise).
         Ok(m) if stopped().is_some() => {
             let _ = m.power_off();

@@ -90,11 +90,11 @@ fn fetch_resolves_downloads_unpacks_then_is_idempotent() {
     assert_eq!(log(&f), ["update", "download linux-binary-9.9.9-amd64=9.9.9-1 linux-base-9.9.9-amd64=9.9.9-1"]);
     assert!(events.contains(&FetchEvent::Installed { release: "9.9.9-amd64".into() }));
     // The download reports the bytes that arrived (the last count is the whole download).
-    let arrived = events.iter().filter_map(|e| match e {
+    let mut arrived = events.iter().filter_map(|e| match e {
         FetchEvent::Downloaded { done, .. } => Some(*done),
         _ => None,
     });
-    assert!(arrived.last().is_some_and(|done| done > 0), "{events:?}");
+    assert!(arrived.next_back().is_some_and(|done| done > 0), "{events:?}");
     let sources = fs::read_to_string(f.cache.apt_dir().join("sources/sid.sources")).unwrap();
     assert!(sources.contains("URIs: http://mirror.example/debian\nSuites: sid\n"), "{sources}");
     assert!(fs::read_dir(f.cache.apt_dir().join("debs")).unwrap().next().is_none(), ".debs are removed");
