@@ -175,12 +175,12 @@ pub use types::{
 /// Everything a scenario usually needs: `use schedbox_scenario::prelude::*;`.
 pub mod prelude {
     pub use crate::metrics::{CgroupState, StepMetrics, WorkerStat};
+    pub use crate::ops::{Policy, Work, WorkSpecV2};
     pub use crate::types::{
         AffinityIntent, CgroupDef, CpusetSpec, HoldSpec, IrqSelector, KernelFeature, KernelTarget, KernelValue,
         KernelValueWidth, KernelWrite, OpError, Outcome, Phase, Results, ScenarioInfo, SchedPolicy, SpawnPlacement,
         StepStatus, Topology, Verdict, WorkSpec, WorkType, WorkerCount, WorkerMetrics,
     };
-    pub use crate::ops::{Policy, Work, WorkSpecV2};
     pub use crate::{emit, step_metrics, Backdrop, Checker, IntoMillis, Op, Scenario, Step};
 }
 
