@@ -81,7 +81,7 @@ pub fn stage_boot_scheduler(name: &str, staged: &mut Vec<(String, PathBuf)>, dir
     let staged_path = format!("/staging/schedulers/{name}/{name}");
     if !BUILT_IN_SCHEDULERS.contains(&name) && !staged.iter().any(|(g, _)| *g == staged_path) {
         bail!(
-            "boot scheduler {name:?} is neither built in ({}) nor staged: pass --scheduler {name}=PATH",
+            "boot scheduler {name:?} is neither built in ({}) nor staged: pass --scheduler {name}=PATH, or --scheduler {name} for one `schedbox scheduler install` built",
             BUILT_IN_SCHEDULERS.join(", ")
         );
     }
