@@ -16,6 +16,16 @@
  *     ejects the scheduler), or exit with an error after exit_after_ns.
  * It reads .bss: counters, and what the kernel passed to ops.exit.
  *
+ * Built twice (build.rs): scx_fifo.bpf.o, the fixture; and, with -DSCHEDBOX_PLANTED,
+ * scx_planted.bpf.o, the fixture with a planted bug for `schedbox fuzz` to find (the
+ * loader's --planted). The planted variant remembers each task's CPU count (task
+ * storage, from ops.init_task/ops.enable/ops.set_cpumask) and calls scx_bpf_error when
+ * ops.set_cpumask narrows the cpumask of a task that sits in the cgroup freezer's trap
+ * (JOBCTL_TRAP_FREEZE): a cpuset shrunk or an affinity narrowed while the task's cgroup
+ * is frozen. Shrinking first and freezing after, or freezing and widening, do not
+ * trigger it; nor does anything on a task that is not SCHED_EXT. The plain object has
+ * none of this code.
+ *
  * CONFIG_HZ is a __kconfig extern, as in the scx schedulers: libbpf resolves it from
  * /boot/config-$(uname -r) (or /proc/config.gz) at load, so the fixture fails to load
  * ("failed to open system Kconfig") in a guest without the kernel config.
@@ -50,7 +60,12 @@ char _license[] SEC("license") = "GPL";
  * kernel's, and a forward declaration does not match a struct. */
 struct task_struct {
 	int pid;
+	unsigned long jobctl;
+	int nr_cpus_allowed;
 } __attribute__((preserve_access_index));
+
+struct cpumask;
+struct scx_init_task_args;
 
 enum scx_exit_kind {
 	SCX_EXIT_NONE = 0,
@@ -72,6 +87,10 @@ struct sched_ext_ops {
 	u64 flags;
 	u32 timeout_ms;
 	char name[128];
+	/* After name: the loader's offsets of timeout_ms and name stay those above. */
+	void (*set_cpumask)(struct task_struct *p, const struct cpumask *cpumask);
+	s32 (*init_task)(struct task_struct *p, struct scx_init_task_args *args);
+	void (*enable)(struct task_struct *p);
 };
 
 /* The kernel's constants (enum scx_dsq_id_flags, SCX_SLICE_DFL, scx_ops_flags). */
@@ -176,11 +195,75 @@ void BPF_PROG(fifo_exit, struct scx_exit_info *ei)
 	stats.exit_kind = ei->kind;
 }
 
+#ifdef SCHEDBOX_PLANTED
+/* The uapi constants (enum bpf_map_type, map flags, local-storage flags) and the
+ * cgroup freezer's trap bit (include/linux/sched/jobctl.h). */
+#define BPF_MAP_TYPE_TASK_STORAGE 29
+#define BPF_F_NO_PREALLOC 1U
+#define BPF_LOCAL_STORAGE_GET_F_CREATE 1ULL
+#define JOBCTL_TRAP_FREEZE (1UL << 23)
+
+struct planted_task {
+	s32 nr_cpus; /* the task's CPU count as the scheduler last saw it */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct planted_task);
+} planted_tasks SEC(".maps");
+
+static char planted_fmt[] SEC(".data.fmt") =
+	"schedbox fixture-planted: cpumask of frozen task %d shrank from %d to %d CPUs";
+
+SEC("struct_ops/fifo_init_task")
+s32 BPF_PROG(fifo_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	struct planted_task *t = bpf_task_storage_get(&planted_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (t)
+		t->nr_cpus = p->nr_cpus_allowed;
+	return 0;
+}
+
+SEC("struct_ops/fifo_enable")
+void BPF_PROG(fifo_enable, struct task_struct *p)
+{
+	struct planted_task *t = bpf_task_storage_get(&planted_tasks, p, 0, 0);
+
+	if (t)
+		t->nr_cpus = p->nr_cpus_allowed;
+}
+
+/* The planted bug. */
+SEC("struct_ops/fifo_set_cpumask")
+void BPF_PROG(fifo_set_cpumask, struct task_struct *p, const struct cpumask *cpumask)
+{
+	struct planted_task *t = bpf_task_storage_get(&planted_tasks, p, 0, 0);
+	s32 now = p->nr_cpus_allowed;
+
+	if (!t)
+		return;
+	if (now < t->nr_cpus && (p->jobctl & JOBCTL_TRAP_FREEZE)) {
+		unsigned long long data[3] = { p->pid, t->nr_cpus, now };
+
+		scx_bpf_error_bstr(planted_fmt, data, sizeof(data));
+	}
+	t->nr_cpus = now;
+}
+#endif
+
 SEC(".struct_ops.link")
 struct sched_ext_ops fifo_ops = {
 	.select_cpu = (void *)fifo_select_cpu,
 	.enqueue = (void *)fifo_enqueue,
 	.dispatch = (void *)fifo_dispatch,
+#ifdef SCHEDBOX_PLANTED
+	.set_cpumask = (void *)fifo_set_cpumask,
+	.init_task = (void *)fifo_init_task,
+	.enable = (void *)fifo_enable,
+#endif
 	.init = (void *)fifo_init,
 	.exit = (void *)fifo_exit,
 	/* Only tasks that ask for SCHED_EXT run here: the guest agent stays on CFS/EEVDF. */

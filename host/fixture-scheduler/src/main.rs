@@ -11,7 +11,9 @@
 //! Flags: `--name NAME` (the ops name the kernel reports in
 //! `/sys/kernel/sched_ext/root/ops`: letters, digits, `_`, `.`; `fixture` by default), `--stall-after SECS`
 //! (stop dispatching; a 1 s watchdog timeout then ejects it), `--exit-after SECS`
-//! (exit through `scx_bpf_error`), `--timeout-ms MS` (the watchdog timeout).
+//! (exit through `scx_bpf_error`), `--timeout-ms MS` (the watchdog timeout), `--planted` (load
+//! the object with the planted bug instead: it exits through `scx_bpf_error` when a task's
+//! cpumask narrows while its cgroup is frozen; see bpf/scx_fifo.bpf.c).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,6 +21,8 @@ use std::time::Duration;
 use libbpf_rs::{MapCore, MapFlags, ObjectBuilder};
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scx_fifo.bpf.o"));
+/// The same program built with `-DSCHEDBOX_PLANTED`: the fixture with a planted bug.
+static BPF_OBJECT_PLANTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scx_planted.bpf.o"));
 
 /// Mirrors `struct sched_ext_ops` as bpf/scx_fifo.bpf.c declares it (not the kernel's layout).
 const OPS_TIMEOUT_MS: usize = 48;
@@ -45,10 +49,11 @@ struct Args {
     stall_after: Option<f64>,
     exit_after: Option<f64>,
     timeout_ms: Option<u32>,
+    planted: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { name: "fixture".into(), stall_after: None, exit_after: None, timeout_ms: None };
+    let mut a = Args { name: "fixture".into(), stall_after: None, exit_after: None, timeout_ms: None, planted: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -66,8 +71,11 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 a.timeout_ms = Some(v.parse().map_err(|_| format!("--timeout-ms: {v:?} is not a number"))?);
             }
+            "--planted" => a.planted = true,
             "-h" | "--help" => {
-                println!("usage: {PREFIX} [--name NAME] [--stall-after SECS] [--exit-after SECS] [--timeout-ms MS]");
+                println!(
+                    "usage: {PREFIX} [--name NAME] [--stall-after SECS] [--exit-after SECS] [--timeout-ms MS] [--planted]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -130,7 +138,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let signals = block_signals();
     let mut builder = ObjectBuilder::default();
     builder.name("scx_fifo").map_err(|e| format!("naming the object: {e}"))?;
-    let mut open = builder.open_memory(BPF_OBJECT).map_err(|e| format!("opening the BPF object: {e}"))?;
+    let object = if args.planted { BPF_OBJECT_PLANTED } else { BPF_OBJECT };
+    let mut open = builder.open_memory(object).map_err(|e| format!("opening the BPF object: {e}"))?;
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         let Some(data) = map.initial_value_mut() else { continue };

@@ -63,11 +63,13 @@ pub fn find_agent() -> Result<PathBuf> {
 }
 
 /// Where the guest agent finds the fixture scheduler's loader; it serves the built-in
-/// scheduler names `fixture`, `fixture-alt`, `fixture-stall` and `fixture-error`.
+/// scheduler names `fixture`, `fixture-alt`, `fixture-stall`, `fixture-error` and
+/// `fixture-planted`.
 pub const FIXTURE_SCHEDULER_GUEST: &str = "/staging/fixture-scheduler/schedbox-fixture-scheduler";
 
 /// Scheduler names every guest has without `--scheduler`: the fixture and its misbehaving modes.
-pub const BUILT_IN_SCHEDULERS: &[&str] = &["fixture", "fixture-alt", "fixture-stall", "fixture-error"];
+pub const BUILT_IN_SCHEDULERS: &[&str] =
+    &["fixture", "fixture-alt", "fixture-stall", "fixture-error", "fixture-planted"];
 
 /// Where the guest agent reads the run's boot scheduler name.
 pub const BOOT_SCHEDULER_GUEST: &str = "/staging/boot-scheduler";

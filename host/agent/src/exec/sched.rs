@@ -50,6 +50,9 @@ pub const BUILTINS: &[(&str, &[&str])] = &[
     ("fixture-stall", &["--name", "fixture_stall", "--stall-after", "1"]),
     // Exits through scx_bpf_error 1 s after attaching.
     ("fixture-error", &["--name", "fixture_error", "--exit-after", "1"]),
+    // A planted bug: exits through scx_bpf_error when a SCHED_EXT task's cpumask narrows
+    // while its cgroup is frozen (a cpuset shrunk or an affinity narrowed after a freeze).
+    ("fixture-planted", &["--name", "fixture_planted", "--planted"]),
 ];
 
 const STATE: &str = "/sys/kernel/sched_ext/state";
