@@ -12,4 +12,5 @@ pub mod op_model;
 pub mod policy;
 pub mod results;
 pub mod sandbox;
+pub mod signing;
 pub mod validate;

@@ -52,11 +52,20 @@ impl Ran {
 /// Invocations are serialised: the leak checks compare `/dev/shm` before and after,
 /// which another invocation's guest booting meanwhile would disturb.
 fn schedbox(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Ran {
+    schedbox_in(None, args)
+}
+
+/// [`schedbox`] with the working directory `cwd` (default: this test's).
+fn schedbox_in(cwd: Option<&Path>, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Ran {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().expect("a private TMPDIR");
     let ram_before = ram_dirs();
-    let out = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedbox"));
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let out = cmd
         .args(args.iter().map(|a| a.as_ref()))
         .env("TMPDIR", tmp.path())
         .env_remove("RUST_LOG")
@@ -293,4 +302,137 @@ fn check_stage_misbehaviour_ends_each_scenario_in_one_guest() {
     assert_eq!(trap["verdict"], "error");
     let m = trap["messages"][0].as_str().unwrap();
     assert!(m.contains("`check` trapped") && m.contains("check panics on purpose"), "{m}");
+}
+
+/// A component trusted by its signing key stays trusted when rebuilt and signed
+/// again (its SHA-256 pin would not); unsigned, tampered, wrongly keyed and
+/// copied signatures are refused, each saying why. Planning only: no boot.
+#[test]
+fn a_signing_key_trusts_rebuilds_and_refuses_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let original = fixture("kernel-write");
+    let original_bytes = std::fs::read(&original).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // A key: private file 0600 (never overwritten), public key printed and in FILE.pub.
+    let key = d.join("author.key");
+    let r = schedbox(&[&"key", &"generate", &key]);
+    r.expect(0, &["ed25519:"]);
+    let public = r.stdout.trim().to_owned();
+    assert_eq!(public.len(), "ed25519:".len() + 64, "{}", r.all());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(d.join("author.key.pub")).unwrap().trim(), public);
+    schedbox(&[&"key", &"generate", &key]).expect(2, &["never overwritten"]);
+    schedbox(&[&"key", &"public", &key]).expect(0, &[&public]);
+    let policy = write("keys.toml", format!("[trusted]\nkeys = [\"{public}\"]\n").as_bytes());
+
+    // Signed: trusted by the key, the kernel write plans.
+    let signed = d.join("signed.wasm");
+    schedbox(&[&"sign", &"--key", &key, &original, &"-o", &signed]).expect(0, &["signed", &public]);
+    let signed_bytes = std::fs::read(&signed).unwrap();
+    assert!(signed_bytes.starts_with(&original_bytes), "signing appends a section");
+    schedbox(&[&"plan", &"--policy", &policy, &signed]).expect(0, &["write-kernel-cold"]);
+    let r = schedbox(&[&"inspect", &"--policy", &policy, &signed]);
+    r.expect(
+        0,
+        &[&format!("signature signed by {public} (verifies)"), &format!("trusted (key {public})"), "verdict: allowed"],
+    );
+    let r = schedbox(&[&"inspect", &"--policy", &policy, &"--json", &signed]);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect --json prints JSON");
+    assert_eq!(json["signature"]["status"], "valid", "{}", r.all());
+    assert_eq!(json["policy"]["trusted"]["key"], public.as_str(), "{}", r.all());
+
+    // Unsigned: the same bytes without the section are refused, and told to sign.
+    let r = schedbox(&[&"plan", &"--policy", &policy, &original]);
+    r.expect(1, &["kernel write to symbol:jiffies_64", "it is not signed", "schedbox sign --key"]);
+    schedbox(&[&"inspect", &"--policy", &policy, &original])
+        .expect(1, &["signature unsigned", "not trusted", "NOT allowed to run"]);
+
+    // A rebuild (other bytes: another SHA-256) signed with the same key stays
+    // trusted by the key, while a pin of the first build's SHA-256 no longer matches.
+    let rebuilt_unsigned =
+        write("rebuilt-unsigned.wasm", &[&original_bytes[..], &[0, 7, 6, b'b', b'u', b'i', b'l', b'd', 2]].concat());
+    let rebuilt = d.join("rebuilt.wasm");
+    schedbox(&[&"sign", &"--key", &key, &rebuilt_unsigned, &"-o", &rebuilt]).expect(0, &[]);
+    assert_ne!(std::fs::read(&rebuilt).unwrap(), signed_bytes);
+    schedbox(&[&"plan", &"--policy", &policy, &rebuilt]).expect(0, &["write-kernel-cold"]);
+    let pin = hex::encode(schedbox::sandbox::digest(&signed_bytes));
+    let pinned = write("pin.toml", format!("[trusted]\nsha256 = [\"{pin}\"]\n").as_bytes());
+    schedbox(&[&"plan", &"--policy", &pinned, &signed]).expect(0, &[]);
+    schedbox(&[&"plan", &"--policy", &pinned, &rebuilt]).expect(1, &["kernel write to symbol:jiffies_64"]);
+
+    // Tampered: one byte of the signed component changed (its summary text).
+    let at = signed_bytes.windows(15).position(|w| w == b"sandbox fixture").expect("the summary is in the data");
+    let mut tampered_bytes = signed_bytes.clone();
+    tampered_bytes[at] = b'S';
+    let tampered = write("tampered.wasm", &tampered_bytes);
+    let why = format!("INVALID signature by {public}: it does not verify over these bytes");
+    schedbox(&[&"plan", &"--policy", &policy, &tampered]).expect(1, &["kernel write to symbol:jiffies_64", &why]);
+    schedbox(&[&"inspect", &"--policy", &policy, &tampered]).expect(1, &[&why, "not trusted"]);
+
+    // A signature copied from another component (the signed original) onto the rebuild.
+    let section = &signed_bytes[original_bytes.len()..];
+    let copied = write("copied.wasm", &[&std::fs::read(&rebuilt_unsigned).unwrap()[..], section].concat());
+    schedbox(&[&"plan", &"--policy", &policy, &copied]).expect(1, &[&why]);
+
+    // Signed by a key the policy does not list.
+    let other_key = d.join("other.key");
+    let other = schedbox(&[&"key", &"generate", &other_key]).stdout.trim().to_owned();
+    let other_signed = d.join("other.wasm");
+    schedbox(&[&"sign", &"--key", &other_key, &original, &"-o", &other_signed]).expect(0, &[]);
+    schedbox(&[&"plan", &"--policy", &policy, &other_signed])
+        .expect(1, &[&format!("it is signed by {other}, which is not in `keys` of [trusted]")]);
+
+    // Signing in place replaces the signature: the other key's copy, re-signed, is trusted.
+    schedbox(&[&"sign", &"--key", &key, &other_signed]).expect(0, &[]);
+    assert_eq!(std::fs::read(&other_signed).unwrap(), signed_bytes);
+    schedbox(&[&"plan", &"--policy", &policy, &other_signed]).expect(0, &[]);
+}
+
+/// A builder's signature over a source digest trusts a component only for a
+/// reviewed source digest; a bare digest in a policy is refused.
+#[test]
+fn a_builder_signed_source_digest_trusts_only_reviewed_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let original = fixture("kernel-write");
+    let sources = "tests/fixtures/guests/kernel-write";
+    let r = schedbox_in(Some(&repo()), &[&"source-digest", &"--manifest", &sources]);
+    r.expect(0, &["  tests/fixtures/guests/kernel-write/src/lib.rs\n", "sha256:"]);
+    let digest = r.stdout.lines().last().unwrap().to_owned();
+    let (lib_digest, _) = schedbox::signing::source_digest(&repo(), &[PathBuf::from(sources)]).unwrap();
+    assert_eq!(digest, schedbox::signing::source_text(&lib_digest));
+
+    let key = d.join("builder.key");
+    let builder = schedbox(&[&"key", &"generate", &key]).stdout.trim().to_owned();
+    let built = d.join("built.wasm");
+    // The builder signs from the project root, naming the sources the same way.
+    schedbox_in(Some(&repo()), &[&"sign", &"--key", &key, &"--source", &sources, &original, &"-o", &built])
+        .expect(0, &[&format!("for source {digest}")]);
+    let write = |name: &str, text: String| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let reviewed = write("reviewed.toml", format!("[trusted]\nbuilders = [\"{builder}\"]\nsources = [\"{digest}\"]\n"));
+    schedbox(&[&"plan", &"--policy", &reviewed, &built]).expect(0, &["write-kernel-cold"]);
+    schedbox(&[&"inspect", &"--policy", &reviewed, &built])
+        .expect(0, &[&format!("trusted (source {digest}, built by {builder})")]);
+    // Another reviewed tree: the builder's word covers different sources.
+    let elsewhere = format!("sha256:{}", "0".repeat(64));
+    let other = write("other.toml", format!("[trusted]\nbuilders = [\"{builder}\"]\nsources = [\"{elsewhere}\"]\n"));
+    schedbox(&[&"plan", &"--policy", &other, &built])
+        .expect(1, &[&format!("attests source {digest}, which is not in `sources` of [trusted]")]);
+    // A builder key is not a `keys` entry: without a source it trusts nothing.
+    let plain = d.join("plain.wasm");
+    schedbox(&[&"sign", &"--key", &key, &original, &"-o", &plain]).expect(0, &[]);
+    schedbox(&[&"plan", &"--policy", &reviewed, &plain]).expect(1, &["attests no source digest"]);
+    // A source digest alone proves nothing: a policy listing one without builders is refused.
+    let bare = write("bare.toml", format!("[trusted]\nsources = [\"{digest}\"]\n"));
+    schedbox(&[&"plan", &"--policy", &bare, &built]).expect(2, &["sources needs `builders`"]);
 }

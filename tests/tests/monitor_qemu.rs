@@ -550,7 +550,8 @@ fn guest_requests_refused_by_wait_payload_or_the_policy_answer_at_once() {
     // The same guest, a component the policy does not let read the kernel.
     let mut policy = schedbox::policy::Policy::from_toml("[kernel]\nreads = false\n").unwrap();
     policy.source = Some("closed.toml".into());
-    let grants = policy.guest_grants(schedbox::policy::Subject { label: "closed.wasm", digest: &[9; 32] }, "monitor");
+    let grants = policy
+        .guest_grants(schedbox::policy::Subject { label: "closed.wasm", digest: &[9; 32], signature: None }, "monitor");
     let script = "/init host-op read-kernel-cold guest-j jiffies_64 u64; echo read-exit=$?; \
                   /init host-op capture-snapshot guest-snap; echo snap-exit=$?";
     let mut s = stream(vec![

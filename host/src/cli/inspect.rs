@@ -23,6 +23,8 @@ pub struct InspectArgs {
 struct Report {
     component: String,
     digest: String,
+    /// The embedded signature, checked against the component's bytes.
+    signature: schedbox::signing::Signature,
     contract: Option<String>,
     imports: Vec<schedbox::sandbox::ImportVerdict>,
     exports: Vec<String>,
@@ -38,6 +40,9 @@ struct Report {
 struct PolicyView {
     source: String,
     trusted: Option<TrustedBy>,
+    /// Why the signature does not make it trusted (when the policy trusts keys or it is signed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_note: Option<String>,
     wasi_linked: bool,
     /// The WASI interfaces linked (empty when WASI is not), each with what it grants.
     wasi_interfaces: Vec<WasiInterface>,
@@ -76,10 +81,12 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         Err(e) => (None, Some(e.to_string())),
     };
     let key = schedbox::sandbox::digest(&bytes);
-    let subject = Subject { label: &label, digest: &key };
+    let signature = schedbox::signing::check(&bytes);
+    let subject = Subject { label: &label, digest: &key, signature: Some(&signature) };
     let mut view = PolicyView {
         source: policy.describe_source(),
         trusted: describe.as_ref().and_then(|d| policy.trusted_by(subject, &d.name)),
+        signature_note: None,
         wasi_linked: policy.wasi,
         wasi_interfaces: if policy.wasi {
             imports::WASI_ALLOWED
@@ -94,6 +101,9 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         requests: Vec::new(),
         violations: Vec::new(),
     };
+    if view.trusted.is_none() {
+        view.signature_note = policy.signature_note(subject);
+    }
     let mut requests = None;
     let mut setup_cgroups = None;
     if reason.is_none() {
@@ -135,6 +145,7 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
     let report = Report {
         component: label,
         digest: hex::encode(schedbox::sandbox::digest(&bytes)),
+        signature: signature.clone(),
         contract,
         allowed: reason.is_none(),
         policy: view,
@@ -148,6 +159,7 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
     } else {
         println!("component {}", report.component);
         println!("  sha256   {}", report.digest);
+        println!("  signature {}", report.signature);
         println!(
             "  contract {}",
             report
@@ -188,10 +200,13 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
 
 fn print_policy(p: &PolicyView) {
     let trust = match &p.trusted {
-        Some(by) => format!("trusted ({})", serde_json::to_string(by).unwrap_or_default().trim_matches('"')),
+        Some(by) => format!("trusted ({by})"),
         None => "not trusted".into(),
     };
     println!("policy {} — {trust}, WASI {}", p.source, if p.wasi_linked { "linked" } else { "not linked" });
+    if let Some(note) = &p.signature_note {
+        println!("  signature: {note}");
+    }
     if !p.wasi_interfaces.is_empty() {
         println!("  WASI linked for any scenario (0.2.x), and what each grants");
         for w in &p.wasi_interfaces {

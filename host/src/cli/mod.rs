@@ -10,6 +10,7 @@ mod plan;
 mod report;
 mod run;
 mod scheduler;
+mod sign;
 mod staging;
 mod vm;
 mod watch;
@@ -73,6 +74,13 @@ pub enum Command {
     /// Run `schedbox ARGS...` inside an outer QEMU guest with nested virtualization, so
     /// `--backend kvm` works where /dev/kvm cannot boot a kernel; reports come back out.
     Nested(nested::NestedArgs),
+    /// Make an ed25519 signing key (`generate`) or print its public key (`public`).
+    Key(sign::KeyArgs),
+    /// Sign a component (a custom section; it stays a valid component), so a policy
+    /// trusts it by key across rebuilds.
+    Sign(sign::SignArgs),
+    /// Print the digest of a source tree, for `[trusted] sources` and `sign --source`.
+    SourceDigest(sign::SourceDigestArgs),
 }
 
 /// Sandbox bounds, policy and cache, shared by every command that loads components.
@@ -228,5 +236,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Cache(a) => cache::run(a),
         Command::Scheduler(a) => scheduler::run(a),
         Command::Fuzz(a) => fuzz::run(a),
+        Command::Key(a) => sign::key(a),
+        Command::Sign(a) => sign::sign(a),
+        Command::SourceDigest(a) => sign::source_digest(a),
     }
 }

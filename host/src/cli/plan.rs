@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use schedbox::op_model::{HoldSpec, OpStream};
-use schedbox::policy::Subject;
 
 use super::{Failure, SandboxArgs};
 
@@ -25,7 +24,7 @@ pub fn run(a: PlanArgs) -> Result<u8, Failure> {
     let sandbox = a.sandbox.sandbox_with(&policy)?;
     let loaded = sandbox.load_file(&a.scenario)?;
     let plan = sandbox.plan(&loaded)?;
-    policy.admit(Subject { label: &loaded.label, digest: &loaded.digest }, &plan.stream)?;
+    policy.admit(loaded.subject(), &plan.stream)?;
     if a.json {
         let json = serde_json::to_string_pretty(&plan.stream).map_err(|e| Failure::usage(e.into()))?;
         println!("{json}");

@@ -190,14 +190,14 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
         validate_stream(&stream).map_err(|e| Failure { error: e.into(), code: 1 })?;
         let label = path.display().to_string();
-        let subject = Subject { label: &label, digest: &digest(text.as_bytes()) };
+        let subject = Subject { label: &label, digest: &digest(text.as_bytes()), signature: None };
         policy.admit(subject, &stream)?;
         let grants = policy.guest_grants(subject, &stream.scenario.name);
         return Ok(Planned { source: path.to_owned(), stream, component: None, grants });
     }
     let loaded = sandbox.load_file(path)?;
     let plan = sandbox.plan(&loaded)?;
-    let subject = Subject { label: &loaded.label, digest: &loaded.digest };
+    let subject = loaded.subject();
     policy.admit(subject, &plan.stream)?;
     let grants = policy.guest_grants(subject, &plan.stream.scenario.name);
     Ok(Planned { source: path.to_owned(), stream: plan.stream, component: Some(loaded), grants })

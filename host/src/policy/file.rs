@@ -59,4 +59,10 @@ pub(super) struct TrustedSection {
     pub sha256: Vec<String>,
     #[serde(default)]
     pub names: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub builders: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
 }

@@ -6,8 +6,10 @@
 //! argument size), bounds on the planned stream (steps, total hold time),
 //! whether WASI is linked, and the authority rules: kernel reads and writes,
 //! payload and scheduler names. Authority rules bind components that are not
-//! trusted; trust is granted by SHA-256, by scenario name or to everything
-//! (`--trusted`). Bounds bind every component.
+//! trusted; trust is granted by SHA-256, by a signing key, by a builder's signed
+//! source digest (see [`crate::signing`] and `docs/TRUST.md`), by scenario name
+//! or to everything (`--trusted`). Every kind of trust grants the same thing.
+//! Bounds bind every component.
 //!
 //! [`Policy::admit`] judges a planned, validated [`OpStream`] and returns every
 //! violation with where it sits (scenario, step, op index) and what to do.
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::sandbox::{SandboxConfig, SandboxLimits};
+use crate::signing::{self, Signature};
 pub use rules::{Request, RequestKind, Requests, Violation};
 
 /// A kernel-write target pattern untrusted components may write.
@@ -112,6 +115,13 @@ pub struct Trust {
     /// Scenario names (what `describe` returns; a component chooses its own name,
     /// so this is weaker than a digest).
     pub names: Vec<String>,
+    /// Public keys (`ed25519:<hex>`): a component whose embedded signature
+    /// verifies under one of them is trusted.
+    pub keys: Vec<String>,
+    /// Builder keys: their signature counts only with a source digest in `sources`.
+    pub builders: Vec<String>,
+    /// Reviewed source digests (`sha256:<hex>`, what `schedbox source-digest` prints).
+    pub sources: Vec<String>,
     /// Everything is trusted (`--trusted`).
     pub all: bool,
 }
@@ -171,15 +181,37 @@ pub struct Subject<'a> {
     pub label: &'a str,
     /// SHA-256 of the file's bytes.
     pub digest: &'a [u8; 32],
+    /// The component's embedded signature, checked against its bytes (`None`: a
+    /// replayed stream, which carries none).
+    pub signature: Option<&'a Signature>,
 }
 
-/// Why a subject is trusted.
+/// Why a subject is trusted (which rule of the policy).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrustedBy {
+    /// `--trusted`.
     Flag,
+    /// Its SHA-256 is in `sha256`.
     Sha256,
+    /// Signed by this key, listed in `keys`.
+    Key(String),
+    /// Signed by `builder` (in `builders`) for `source` (in `sources`).
+    Source { source: String, builder: String },
+    /// Its scenario name is in `names`.
     Name,
+}
+
+impl fmt::Display for TrustedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag => f.write_str("flag"),
+            Self::Sha256 => f.write_str("sha256"),
+            Self::Key(k) => write!(f, "key {k}"),
+            Self::Source { source, builder } => write!(f, "source {source}, built by {builder}"),
+            Self::Name => f.write_str("name"),
+        }
+    }
 }
 
 /// A stream the policy refused: every violation, each with its place and fix.
@@ -252,6 +284,39 @@ impl Policy {
             p.trusted.sha256.push(d);
         }
         p.trusted.names = f.trusted.names;
+        let keys = |list: &[String], field: &str| -> Result<Vec<String>, String> {
+            list.iter()
+                .map(|k| {
+                    signing::parse_key(k).map(|k| signing::key_text(&k)).map_err(|e| format!("[trusted] {field}: {e}"))
+                })
+                .collect()
+        };
+        p.trusted.keys = keys(&f.trusted.keys, "keys")?;
+        p.trusted.builders = keys(&f.trusted.builders, "builders")?;
+        p.trusted.sources = f
+            .trusted
+            .sources
+            .iter()
+            .map(|d| {
+                signing::parse_source(d)
+                    .map(|d| signing::source_text(&d))
+                    .map_err(|e| format!("[trusted] sources: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        match (p.trusted.builders.is_empty(), p.trusted.sources.is_empty()) {
+            (true, false) => {
+                return Err("[trusted] sources needs `builders`: a source digest counts only when a builder key \
+                            the policy lists signed it (a component can claim any digest; see docs/TRUST.md)"
+                    .into())
+            }
+            (false, true) => {
+                return Err("[trusted] builders needs `sources`: a builder's signature trusts a component only \
+                            for a reviewed source digest listed there (to trust whatever a key signs, list it in \
+                            `keys`)"
+                    .into())
+            }
+            _ => {}
+        }
         Ok(p)
     }
 
@@ -271,11 +336,49 @@ impl Policy {
             Some(TrustedBy::Flag)
         } else if self.trusted.sha256.contains(&hex::encode(subject.digest)) {
             Some(TrustedBy::Sha256)
+        } else if let Some(Signature::Valid { key, source }) = subject.signature {
+            if self.trusted.keys.contains(key) {
+                Some(TrustedBy::Key(key.clone()))
+            } else if let Some(source) =
+                source.as_ref().filter(|s| self.trusted.builders.contains(key) && self.trusted.sources.contains(s))
+            {
+                Some(TrustedBy::Source { source: source.clone(), builder: key.clone() })
+            } else {
+                self.trusted.names.iter().any(|n| n == name).then_some(TrustedBy::Name)
+            }
         } else if self.trusted.names.iter().any(|n| n == name) {
             Some(TrustedBy::Name)
         } else {
             None
         }
+    }
+
+    /// Why `subject`'s signature does not make it trusted, when the policy trusts
+    /// signatures or the component carries one (`None` otherwise).
+    pub fn signature_note(&self, subject: Subject<'_>) -> Option<String> {
+        let t = &self.trusted;
+        let uses_keys = !t.keys.is_empty() || !t.builders.is_empty();
+        Some(match subject.signature? {
+            Signature::Unsigned if uses_keys => {
+                "it is not signed (no schedbox:signature section): sign it with `schedbox sign --key` and a key \
+                 listed in `keys` of [trusted]"
+                    .to_owned()
+            }
+            Signature::Unsigned => return None,
+            Signature::Valid { key, source } => {
+                let mut why = format!("it is signed by {key}, which is not in `keys` of [trusted]");
+                if t.builders.contains(key) {
+                    match source {
+                        Some(s) => why.push_str(&format!(
+                            "; that builder key attests source {s}, which is not in `sources` of [trusted]"
+                        )),
+                        None => why.push_str("; that builder key attests no source digest (`schedbox sign --source`)"),
+                    }
+                }
+                why
+            }
+            invalid @ Signature::Invalid { .. } => format!("its signature is not accepted: {invalid}"),
+        })
     }
 
     /// What guest processes of `subject`'s run may ask of the host: kernel reads are

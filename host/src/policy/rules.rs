@@ -153,10 +153,13 @@ pub(super) fn judge(p: &Policy, subject: Subject<'_>, r: &Requests, trusted: boo
     if trusted {
         return out;
     }
-    let trust = format!(
+    let mut trust = format!(
         "if you trust this component, add its sha256 \"{}\" to `sha256` in [trusted] of the policy, or pass --trusted",
         hex::encode(subject.digest)
     );
+    if let Some(note) = p.signature_note(subject) {
+        trust.push_str(&format!(" ({note})"));
+    }
     for req in &r.requests {
         let (what, allow) = match &req.kind {
             RequestKind::KernelWrite(t) => {

@@ -2,6 +2,7 @@ use super::*;
 use crate::op_model::{
     Backdrop, HoldSpec, KernelTarget, KernelValue, KernelWrite, Op, OpStream, ScenarioInfo, Section, Step, Topology,
 };
+use crate::signing;
 
 fn stream(steps: Vec<Step>) -> OpStream {
     OpStream {
@@ -27,7 +28,7 @@ fn write(sym: &str) -> Op {
 const DIGEST: [u8; 32] = [7; 32];
 
 fn subject() -> Subject<'static> {
-    Subject { label: "s.wasm", digest: &DIGEST }
+    Subject { label: "s.wasm", digest: &DIGEST, signature: None }
 }
 
 #[test]
@@ -146,4 +147,84 @@ fn the_file_format_sets_bounds_and_refuses_unknown_keys() {
 fn the_file_format_sets_the_wall_clock_bound() {
     assert_eq!(Policy::from_toml("[limits]\nwall-ms = 1500\n").unwrap().limits.wall_ms, 1500);
     assert_eq!(Policy::default().limits.wall_ms, 30_000);
+}
+
+/// A signature as `signing::check` reports it, by a key made from `seed`.
+fn signed_by(seed: u8, source: Option<[u8; 32]>) -> (String, Signature) {
+    let key = signing::key_text(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key());
+    (key.clone(), Signature::Valid { key, source: source.as_ref().map(signing::source_text) })
+}
+
+#[test]
+fn a_listed_key_trusts_what_it_signed_and_grants_what_a_digest_pin_grants() {
+    let s = stream(vec![Step::new(vec![write("x")], HoldSpec::fixed_ms(5000))]);
+    let (key, sig) = signed_by(1, None);
+    let p = Policy::from_toml(&format!(
+        "[limits]\nmax-duration-ms = 1000\n[trusted]\nkeys = [\"{}\"]",
+        key.to_uppercase().replace("ED25519", "ed25519")
+    ))
+    .unwrap();
+    let signed = Subject { signature: Some(&sig), ..subject() };
+    assert_eq!(p.trusted_by(signed, "s"), Some(TrustedBy::Key(key.clone())));
+    assert_eq!(TrustedBy::Key(key.clone()).to_string(), format!("key {key}"));
+    // Trusted: the kernel write passes; the bound still binds, as with a sha256 pin.
+    let refused = p.admit(signed, &s).expect_err("bounds bind trusted components");
+    assert_eq!(refused.violations.len(), 1, "{refused}");
+    assert!(refused.violations[0].at.is_none(), "{refused}");
+    // Unsigned, signed by another key or invalid: not trusted, and the refusal says why.
+    let (other, other_sig) = signed_by(2, None);
+    let invalid = Signature::Invalid { key: Some(key.clone()), why: "it does not verify".into() };
+    for (sig, says) in [
+        (None, None),
+        (Some(&Signature::Unsigned), Some("it is not signed".to_owned())),
+        (Some(&other_sig), Some(format!("it is signed by {other}, which is not in `keys` of [trusted]"))),
+        (
+            Some(&invalid),
+            Some(format!("its signature is not accepted: INVALID signature by {key}: it does not verify")),
+        ),
+    ] {
+        let subject = Subject { signature: sig, ..subject() };
+        assert_eq!(p.trusted_by(subject, "s"), None, "{sig:?}");
+        let text = p.admit(subject, &s).expect_err("untrusted kernel write").to_string();
+        assert!(text.contains("kernel write to symbol:x"), "{text}");
+        if let Some(says) = says {
+            assert!(text.contains(&says), "{says:?} in {text}");
+        }
+    }
+    // Without keys in the policy, an unsigned component gets no note.
+    assert_eq!(Policy::default().signature_note(Subject { signature: Some(&Signature::Unsigned), ..subject() }), None);
+}
+
+#[test]
+fn a_builder_key_trusts_only_a_listed_source_digest() {
+    let (builder, _) = signed_by(3, None);
+    let reviewed = [7u8; 32];
+    let p = Policy::from_toml(&format!(
+        "[trusted]\nbuilders = [\"{builder}\"]\nsources = [\"{}\"]",
+        signing::source_text(&reviewed)
+    ))
+    .unwrap();
+    let (_, good) = signed_by(3, Some(reviewed));
+    assert_eq!(
+        p.trusted_by(Subject { signature: Some(&good), ..subject() }, "s"),
+        Some(TrustedBy::Source { source: signing::source_text(&reviewed), builder: builder.clone() })
+    );
+    // Another source, no source, or the reviewed source signed by a key not in `builders`.
+    let (_, other_source) = signed_by(3, Some([8; 32]));
+    let (_, no_source) = signed_by(3, None);
+    let (_, other_builder) = signed_by(4, Some(reviewed));
+    for sig in [&other_source, &no_source, &other_builder] {
+        assert_eq!(p.trusted_by(Subject { signature: Some(sig), ..subject() }, "s"), None, "{sig:?}");
+    }
+    let note = p.signature_note(Subject { signature: Some(&other_source), ..subject() }).unwrap();
+    assert!(note.contains("which is not in `sources` of [trusted]"), "{note}");
+    // A builder key does not trust what it signs without a source: that is `keys`.
+    let err = Policy::from_toml(&format!("[trusted]\nbuilders = [\"{builder}\"]")).unwrap_err();
+    assert!(err.contains("builders needs `sources`"), "{err}");
+    // A bare source digest proves nothing (a component can claim any): refused.
+    let err =
+        Policy::from_toml(&format!("[trusted]\nsources = [\"{}\"]", signing::source_text(&reviewed))).unwrap_err();
+    assert!(err.contains("sources needs `builders`"), "{err}");
+    let err = Policy::from_toml("[trusted]\nkeys = [\"ed25519:1234\"]").unwrap_err();
+    assert!(err.contains("[trusted] keys") && err.contains("64 hex digits"), "{err}");
 }

@@ -270,7 +270,16 @@ pub struct LoadedScenario {
     /// Whether compiled code came from the disk cache.
     pub from_cache: bool,
     pub imports: Vec<ImportVerdict>,
+    /// Its embedded signature, checked against its bytes (not yet against a policy).
+    pub signature: crate::signing::Signature,
     pre: ScenarioPre<HostState>,
+}
+
+impl LoadedScenario {
+    /// Who asks, for the policy.
+    pub fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject { label: &self.label, digest: &self.digest, signature: Some(&self.signature) }
+    }
 }
 
 /// The result of planning a scenario: what it says it is and what it emits.
@@ -371,8 +380,15 @@ impl Sandbox {
             self.linker.instantiate_pre(&component).map_err(not_scenario)?
         };
         let pre = ScenarioPre::new(pre).map_err(not_scenario)?;
-        let loaded =
-            Arc::new(LoadedScenario { label: label.to_owned(), digest: key, from_cache, imports: verdicts, pre });
+        let signature = crate::signing::check(bytes);
+        let loaded = Arc::new(LoadedScenario {
+            label: label.to_owned(),
+            digest: key,
+            from_cache,
+            imports: verdicts,
+            signature,
+            pre,
+        });
         if let Ok(mut m) = self.memo.lock() {
             m.insert(key, loaded.clone());
         }

@@ -392,7 +392,7 @@ fn prepare(sandbox: &Sandbox, policy: &Policy, staging: &Staging, path: &Path) -
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let stream = sandbox.plan(&loaded).map_err(|e| refuse("plan", e.to_string()))?.stream;
-    let subject = Subject { label: &shown, digest: &sha };
+    let subject = Subject { label: &shown, digest: &sha, signature: Some(&loaded.signature) };
     policy.admit(subject, &stream).map_err(|e| refuse("policy", e.to_string()))?;
     let grants = policy.guest_grants(subject, &stream.scenario.name);
     if let Some(why) = staging.missing(&stream, "restart watch with") {
