@@ -4,10 +4,16 @@
 //! that `schedbox run` replays, with a `report.json` beside it.
 //!
 //! Output, under `--out DIR` (`fuzz-out`): `<stream name>/original.json`,
-//! `minimal.json` and `report.json` per finding.
+//! `minimal.json` and `report.json` per finding, and `summary.json`: every stream run, by
+//! index, whichever guest ran it.
+//!
+//! The streams are indices of the seed ([`schedbox::fuzz::plan`]): `--streams A..B` or
+//! `--runs N` (`0..N`), narrowed to `--partition K/N`, shared among `--jobs` guests.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -17,6 +23,7 @@ use schedbox::fuzz::corpus::{write_atomic, Corpus};
 use schedbox::fuzz::generator::{generate, mutate, GenConfig};
 use schedbox::fuzz::minimise::{minimise, reproduction_rate, Budget, Runner};
 use schedbox::fuzz::oracles::{features, judge, new_console_lines, Bounds, Finding, Observed};
+use schedbox::fuzz::plan::{parse_partition, parse_range, Slice};
 use schedbox::fuzz::Rng;
 use schedbox::machine::parse_topology;
 use schedbox::op_model::OpStream;
@@ -31,7 +38,7 @@ use super::Failure;
 #[derive(Args, Debug)]
 pub struct FuzzArgs {
     /// The scheduler under test: built in (fixture, fixture-alt, fixture-stall,
-    /// fixture-error) or staged with --scheduler-file.
+    /// fixture-error, fixture-planted) or staged with --scheduler-file.
     #[arg(long, value_name = "NAME")]
     pub scheduler: Option<String>,
     /// Stage a sched_ext scheduler: NAME=PATH[:ARGS] (as `run --scheduler`).
@@ -40,9 +47,21 @@ pub struct FuzzArgs {
     /// Seed: the same seed (and flags) gives the same streams.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Stop after N streams.
-    #[arg(long, value_name = "N")]
+    /// Run the streams 0..N of the seed.
+    #[arg(long, value_name = "N", conflicts_with = "streams")]
     pub runs: Option<u64>,
+    /// Run the streams A..B of the seed (indices A up to B - 1): stream i of a seed is the
+    /// same whichever run, partition or guest runs it.
+    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    pub streams: Option<(u64, u64)>,
+    /// Run part K of N of those streams (every N-th, from the K-th): the N parts of one
+    /// range together run each stream once (CI shards).
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    pub partition: Option<(u64, u64)>,
+    /// Guests booted side by side, each running every N-th of the streams. Each guest
+    /// keeps a host CPU busy: on a 2-core host more than 1 mostly slows every guest down.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
     /// Stop after this long (e.g. 90s, 10m, 1h) [10m when --runs is not given].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub budget: Option<Duration>,
@@ -69,7 +88,9 @@ pub struct FuzzArgs {
     /// them counts as reproduced).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub tries: u32,
-    /// Re-runs of the minimal stream, for its reproduction rate.
+    /// Re-runs of a failing stream before minimising it and of the minimal stream after,
+    /// for their reproduction rates (a flaky failure is minimised with this many tries
+    /// per candidate; one that never fails again is reported, not minimised).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub repro: u32,
     /// Starvation bound: a worker's longest gap between two loop iterations, ms.
@@ -147,6 +168,54 @@ impl Runner for GuestRunner {
     }
 }
 
+/// The stream indices this run covers.
+fn slice_of(a: &FuzzArgs) -> Slice {
+    let all = match (a.streams, a.runs) {
+        (Some((start, end)), _) => Slice::range(start, Some(end)),
+        (None, Some(n)) => Slice::range(0, Some(n)),
+        (None, None) => Slice::range(0, None),
+    };
+    match a.partition {
+        Some((k, n)) => all.part(k, n),
+        None => all,
+    }
+}
+
+/// What every guest of a run shares.
+struct Shared<'a> {
+    a: &'a FuzzArgs,
+    cfg: &'a GenConfig,
+    corpus: Option<Mutex<Corpus>>,
+    /// Streams from this index on are not run: the lowest failing stream when stopping at
+    /// the first finding, 0 when a guest failed.
+    cut: AtomicU64,
+    t0: Instant,
+    budget: Option<Duration>,
+    jobs: u64,
+}
+
+/// One stream as `summary.json` lists it.
+#[derive(serde::Serialize)]
+struct StreamRecord {
+    index: u64,
+    name: String,
+    job: u64,
+    steps: usize,
+    ops: usize,
+    /// The first finding's signature; `None`: passed.
+    finding: Option<String>,
+    step_errors: usize,
+    ms: u64,
+}
+
+#[derive(Default)]
+struct JobTotals {
+    streams: Vec<StreamRecord>,
+    rejected: u64,
+    rebooted: u64,
+    findings: u64,
+}
+
 pub fn run(a: FuzzArgs) -> Result<u8, Failure> {
     schedbox::interrupt::install();
     let topology = parse_topology(&a.guest.topology).map_err(|e| Failure::usage(e.into()))?;
@@ -154,98 +223,186 @@ pub fn run(a: FuzzArgs) -> Result<u8, Failure> {
     let mut cfg = GenConfig::new(topology, a.scheduler.clone());
     cfg.max_steps = a.max_steps.max(1);
     cfg.max_ops = a.max_ops.max(1);
-    let mut corpus = match &a.corpus {
-        Some(dir) => Some(Corpus::open(dir).map_err(Failure::usage)?),
+    let corpus = match &a.corpus {
+        Some(dir) => Some(Mutex::new(Corpus::open(dir).map_err(Failure::usage)?)),
         None => None,
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display())).map_err(Failure::usage)?;
-    let budget = a.budget.or(if a.runs.is_some() { None } else { Some(Duration::from_secs(600)) });
-    let mut events = Events::new(false);
-    let mut guest = Guest::boot(&a.guest, topology, staging.files.clone(), &mut events)?;
-    let baseline = guest.reset(&mut events)?;
-    if !baseline.verified {
-        guest.power_off();
-        return Err(Failure::usage(anyhow!(
-            "a freshly booted guest does not verify clean ({}): check the kernel and the agent",
-            baseline.reason.unwrap_or_default()
-        )));
-    }
-    let mut r = GuestRunner {
-        guest,
-        events,
-        defaults: staging.defaults.clone(),
-        grants: GuestGrants::default(),
-        bounds: Bounds { starve_ns: a.starve_ms.saturating_mul(1_000_000) },
-        runs: 0,
-        rebooted: 0,
+    let slice = slice_of(&a);
+    let budget = a.budget.or(if slice.end.is_some() { None } else { Some(Duration::from_secs(600)) });
+    let shared =
+        Shared { a: &a, cfg: &cfg, corpus, cut: AtomicU64::new(u64::MAX), t0: Instant::now(), budget, jobs: a.jobs };
+    let results: Vec<Result<JobTotals, Failure>> = if a.jobs == 1 {
+        vec![run_job(&shared, slice, 0, &staging)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..a.jobs)
+                .map(|j| {
+                    let (shared, staging) = (&shared, &staging);
+                    scope.spawn(move || run_job(shared, slice.job(j, shared.jobs), j, staging))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Failure::usage(anyhow!("a fuzzing guest's thread panicked")))))
+                .collect()
+        })
     };
-    let result = fuzz_loop(&a, &cfg, &mut r, corpus.as_mut(), budget);
-    r.guest.power_off();
+    let mut all = JobTotals::default();
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(t) => {
+                all.streams.extend(t.streams);
+                all.rejected += t.rejected;
+                all.rebooted += t.rebooted;
+                all.findings += t.findings;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    all.streams.sort_by_key(|s| s.index);
+    let secs = shared.t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "seed": a.seed,
+        "scheduler": a.scheduler,
+        "slice": { "start": slice.start, "end": slice.end, "step": slice.step },
+        "jobs": a.jobs,
+        "seconds": secs,
+        "findings": all.findings,
+        "streams": all.streams,
+    });
+    let written = serde_json::to_vec_pretty(&summary)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| write_atomic(&a.out.join("summary.json"), &b));
+    if let Err(e) = written {
+        tracing::warn!("writing summary.json: {e:#}");
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let n = all.streams.len();
+    let step_errors: usize = all.streams.iter().map(|s| s.step_errors).sum();
+    eprintln!(
+        "{n} streams in {secs:.0} s ({:.1} per minute, {} guest(s)), {} draws refused by the validator, {step_errors} step errors, {} reboots, {} finding(s)",
+        n as f64 * 60.0 / secs.max(1e-9),
+        a.jobs,
+        all.rejected,
+        all.rebooted,
+        all.findings
+    );
+    Ok(u8::from(all.findings > 0))
+}
+
+/// One guest's share of the run: boots it, runs `slice`, powers it off.
+fn run_job(sh: &Shared<'_>, slice: Slice, job: u64, staging: &Staging) -> Result<JobTotals, Failure> {
+    let result = (|| {
+        let mut events = Events::new(false);
+        let mut guest = Guest::boot(&sh.a.guest, sh.cfg.topology, staging.files.clone(), &mut events)?;
+        let baseline = guest.reset(&mut events)?;
+        if !baseline.verified {
+            guest.power_off();
+            return Err(Failure::usage(anyhow!(
+                "a freshly booted guest does not verify clean ({}): check the kernel and the agent",
+                baseline.reason.unwrap_or_default()
+            )));
+        }
+        let mut r = GuestRunner {
+            guest,
+            events,
+            defaults: staging.defaults.clone(),
+            grants: GuestGrants::default(),
+            bounds: Bounds { starve_ns: sh.a.starve_ms.saturating_mul(1_000_000) },
+            runs: 0,
+            rebooted: 0,
+        };
+        let result = fuzz_loop(sh, slice, job, &mut r);
+        r.guest.power_off();
+        result.map(|mut t| {
+            t.rebooted = r.rebooted;
+            t
+        })
+    })();
+    if result.is_err() {
+        // Stop the other guests too.
+        sh.cut.store(0, Ordering::SeqCst);
+    }
     result
 }
 
-fn fuzz_loop(
-    a: &FuzzArgs,
-    cfg: &GenConfig,
-    r: &mut GuestRunner,
-    mut corpus: Option<&mut Corpus>,
-    budget: Option<Duration>,
-) -> Result<u8, Failure> {
-    let t0 = Instant::now();
-    let (mut rejected, mut findings, mut step_errors, mut i) = (0u64, 0u64, 0usize, 0u64);
-    loop {
-        if a.runs.is_some_and(|n| i >= n) || budget.is_some_and(|b| t0.elapsed() >= b) {
+fn fuzz_loop(sh: &Shared<'_>, slice: Slice, job: u64, r: &mut GuestRunner) -> Result<JobTotals, Failure> {
+    let a = sh.a;
+    let tag = if sh.jobs > 1 { format!("[guest {}/{}] ", job + 1, sh.jobs) } else { String::new() };
+    let mut t = JobTotals::default();
+    for i in slice.iter() {
+        if i >= sh.cut.load(Ordering::SeqCst) || sh.budget.is_some_and(|b| sh.t0.elapsed() >= b) {
             break;
         }
         if let Some(s) = schedbox::interrupt::received() {
-            eprintln!("stopped by {}", schedbox::interrupt::name(s));
+            eprintln!("{tag}stopped by {}", schedbox::interrupt::name(s));
             break;
         }
         let mut pick = Rng::new(a.seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let g = match corpus.as_deref() {
-            Some(c) if !c.streams.is_empty() && pick.chance(50) => {
-                let base = &c.streams[pick.below(c.streams.len() as u64) as usize];
-                mutate(cfg, base, a.seed, i)
+        let g = {
+            let corpus = sh.corpus.as_ref().map(|c| c.lock().unwrap_or_else(|p| p.into_inner()));
+            match corpus.as_deref() {
+                Some(c) if !c.streams.is_empty() && pick.chance(50) => {
+                    let base = &c.streams[pick.below(c.streams.len() as u64) as usize];
+                    mutate(sh.cfg, base, a.seed, i)
+                }
+                _ => generate(sh.cfg, a.seed, i),
             }
-            _ => generate(cfg, a.seed, i),
         };
-        rejected += g.rejected;
+        t.rejected += g.rejected;
         let mut stream = g.stream;
         stream.scenario.name = format!("fuzz-{}-{i}", a.seed);
-        let t = Instant::now();
+        let started = Instant::now();
         let out = r.run_full(&stream).map_err(|e| Failure::usage(anyhow!("running {}: {e}", stream.scenario.name)))?;
-        step_errors += out.step_errors;
+        let ms = started.elapsed().as_millis() as u64;
         eprintln!(
-            "{} ({} steps, {} ops): {} in {:.1} s{}",
+            "{tag}{} ({} steps, {} ops): {} in {:.1} s{}",
             stream.scenario.name,
             stream.steps.len(),
             stream.op_count(),
             if out.findings.is_empty() { "ok".to_owned() } else { format!("FAILED ({})", out.findings[0].signature) },
-            t.elapsed().as_secs_f64(),
+            ms as f64 / 1e3,
             if out.step_errors > 0 { format!(", {} step error(s)", out.step_errors) } else { String::new() }
         );
-        if let Some(c) = corpus.as_deref_mut() {
-            let new = c.offer(&stream, &out.features).map_err(Failure::usage)?;
+        if let Some(c) = &sh.corpus {
+            let new =
+                c.lock().unwrap_or_else(|p| p.into_inner()).offer(&stream, &out.features).map_err(Failure::usage)?;
             if !new.is_empty() {
-                eprintln!("  corpus: new {}", new.join(", "));
+                eprintln!("{tag}  corpus: new {}", new.join(", "));
             }
         }
-        i += 1;
+        t.streams.push(StreamRecord {
+            index: i,
+            name: stream.scenario.name.clone(),
+            job,
+            steps: stream.steps.len(),
+            ops: stream.op_count(),
+            finding: out.findings.first().map(|f| f.signature.clone()),
+            step_errors: out.step_errors,
+            ms,
+        });
         if let Some(first) = out.findings.first() {
-            findings += 1;
-            report_finding(a, r, &stream, first, &out.findings).map_err(Failure::usage)?;
+            if !a.keep_going {
+                let before = sh.cut.fetch_min(i, Ordering::SeqCst);
+                if before < i {
+                    eprintln!("{tag}  stream {before} failed first: this one is left as found, not minimised");
+                    break;
+                }
+            }
+            t.findings += 1;
+            report_finding(a, r, &stream, first, &out.findings, &tag).map_err(Failure::usage)?;
             if !a.keep_going {
                 break;
             }
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "{i} streams in {secs:.0} s ({:.1} per minute), {rejected} draws refused by the validator, {step_errors} step errors, {} reboots, {findings} finding(s)",
-        i as f64 * 60.0 / secs.max(1e-9),
-        r.rebooted
-    );
-    Ok(u8::from(findings > 0))
+    Ok(t)
 }
 
 fn report_finding(
@@ -254,20 +411,36 @@ fn report_finding(
     stream: &OpStream,
     first: &Finding,
     all: &[Finding],
+    tag: &str,
 ) -> anyhow::Result<()> {
     let dir = a.out.join(&stream.scenario.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    eprintln!("  {}: {}", first.oracle.name(), first.detail);
+    eprintln!("{tag}  {}: {}", first.oracle.name(), first.detail);
     write_atomic(&dir.join("original.json"), &serde_json::to_vec_pretty(stream)?)?;
-    let (minimal, runs, ms, exhausted) = if a.no_minimise {
+    // Flaky? The failing stream again, --repro times.
+    let (ohit, oran) = reproduction_rate(stream, &first.signature, r, a.repro);
+    let flaky_original = ohit < oran;
+    if flaky_original {
+        eprintln!("{tag}  flaky: the stream failed the same way again in {ohit} of {oran} re-runs");
+    }
+    let tries = if flaky_original { a.tries.max(a.repro) } else { a.tries }.max(1);
+    let (minimal, runs, ms, exhausted) = if a.no_minimise || (oran > 0 && ohit == 0) {
+        if !a.no_minimise {
+            eprintln!("{tag}  not minimised: it did not fail again in {oran} re-runs");
+        }
         (stream.clone(), 0, 0, false)
     } else {
-        eprintln!("  minimising ({} runs or {} s at most)", a.minimise_runs, a.minimise_budget.as_secs());
-        let budget = Budget { runs: a.minimise_runs, time: a.minimise_budget, tries: a.tries.max(1) };
+        eprintln!(
+            "{tag}  minimising ({} runs or {} s at most, {tries} tries per candidate)",
+            a.minimise_runs,
+            a.minimise_budget.as_secs()
+        );
+        let budget = Budget { runs: a.minimise_runs, time: a.minimise_budget, tries };
         let m = minimise(stream, &first.signature, r, &budget);
         (m.stream, m.runs, m.elapsed.as_millis() as u64, m.exhausted)
     };
     let (hit, ran) = reproduction_rate(&minimal, &first.signature, r, a.repro);
+    let rate = |hit: u32, ran: u32| if ran == 0 { 0.0 } else { f64::from(hit) / f64::from(ran) };
     write_atomic(&dir.join("minimal.json"), &serde_json::to_vec_pretty(&minimal)?)?;
     let report = json!({
         "scheduler": a.scheduler,
@@ -280,19 +453,22 @@ fn report_finding(
         "original_steps": stream.steps.len(),
         "minimal_ops": minimal.op_count(),
         "minimal_steps": minimal.steps.len(),
-        "minimise": { "runs": runs, "ms": ms, "budget_exhausted": exhausted },
-        "reproduced": { "failed": hit, "runs": ran, "rate": if ran == 0 { 0.0 } else { f64::from(hit) / f64::from(ran) } },
+        "minimise": { "runs": runs, "ms": ms, "budget_exhausted": exhausted, "tries": tries },
+        "original_reproduced": { "failed": ohit, "runs": oran, "rate": rate(ohit, oran) },
+        "reproduced": { "failed": hit, "runs": ran, "rate": rate(hit, ran) },
+        "flaky": flaky_original || hit < ran,
         "original": stream,
         "minimal": minimal,
     });
     write_atomic(&dir.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
     eprintln!(
-        "  minimal: {} ops in {} steps (from {} ops in {} steps), {runs} runs in {:.1} s; reproduced {hit}/{ran}; replay: schedbox run {}",
+        "{tag}  minimal: {} ops in {} steps (from {} ops in {} steps), {runs} runs in {:.1} s; reproduced {hit}/{ran}{}; replay: schedbox run {}",
         minimal.op_count(),
         minimal.steps.len(),
         stream.op_count(),
         stream.steps.len(),
         ms as f64 / 1e3,
+        if flaky_original || hit < ran { " (flaky)" } else { "" },
         dir.join("minimal.json").display()
     );
     Ok(())

@@ -1,5 +1,5 @@
 //! Delta debugging of a failing stream: steps, then ops (Backdrop cgroups and ops
-//! included), then numeric arguments (worker counts, holds, CPU sets), each candidate
+//! included), again while that shrinks it, then numeric arguments (worker counts, holds, CPU sets), each candidate
 //! validated and re-run until the failure no longer reproduces, within a budget.
 
 use std::time::{Duration, Instant};
@@ -147,26 +147,37 @@ pub fn minimise<R: Runner>(failing: &OpStream, signature: &str, runner: &mut R, 
     let mut s = Search { runner, signature, budget, start: Instant::now(), runs: 0, exhausted: false };
     let mut best = failing.clone();
 
-    // 1. Steps.
-    let steps = best.steps.clone();
-    let keep = ddmin(steps.len(), 1, |keep| {
-        let mut c = best.clone();
-        c.steps = keep.iter().map(|i| steps[*i].clone()).collect();
-        s.reproduces(&c)
-    });
-    best.steps = keep.iter().map(|i| steps[*i].clone()).collect();
+    // 1 and 2 again while they shrink the stream: removing ops can empty a step or free a
+    // Backdrop cgroup that an earlier pass had to keep.
+    let size = |s: &OpStream| s.steps.len() + s.backdrop.cgroups.len() + s.op_count();
+    loop {
+        let before = size(&best);
 
-    // 2. Backdrop cgroups, then ops.
-    let defs = best.backdrop.cgroups.clone();
-    let keep = ddmin(defs.len(), 0, |keep| {
-        let mut c = best.clone();
-        c.backdrop.cgroups = keep.iter().map(|i| defs[*i].clone()).collect();
-        s.reproduces(&c)
-    });
-    best.backdrop.cgroups = keep.iter().map(|i| defs[*i].clone()).collect();
-    let all = op_positions(&best);
-    let keep = ddmin(all.len(), 0, |keep| s.reproduces(&keep_ops(&best, &all, keep)));
-    best = keep_ops(&best, &all, &keep);
+        // 1. Steps.
+        let steps = best.steps.clone();
+        let keep = ddmin(steps.len(), 1, |keep| {
+            let mut c = best.clone();
+            c.steps = keep.iter().map(|i| steps[*i].clone()).collect();
+            s.reproduces(&c)
+        });
+        best.steps = keep.iter().map(|i| steps[*i].clone()).collect();
+
+        // 2. Backdrop cgroups, then ops.
+        let defs = best.backdrop.cgroups.clone();
+        let keep = ddmin(defs.len(), 0, |keep| {
+            let mut c = best.clone();
+            c.backdrop.cgroups = keep.iter().map(|i| defs[*i].clone()).collect();
+            s.reproduces(&c)
+        });
+        best.backdrop.cgroups = keep.iter().map(|i| defs[*i].clone()).collect();
+        let all = op_positions(&best);
+        let keep = ddmin(all.len(), 0, |keep| s.reproduces(&keep_ops(&best, &all, keep)));
+        best = keep_ops(&best, &all, &keep);
+
+        if size(&best) == before || s.out_of_budget() {
+            break;
+        }
+    }
 
     // 3. Numbers: one at a time, each kept when the failure stays.
     for cand in shrink_numbers(&best) {
@@ -384,6 +395,8 @@ mod tests {
             m.stream
         );
         assert!(m.stream.op_count() < failing.op_count());
+        // A second pass drops the steps that removing ops emptied.
+        assert!(m.stream.steps.iter().all(|s| !s.ops.is_empty()), "{:#?}", m.stream);
         assert_eq!(m.runs, r.runs);
         assert_eq!(reproduction_rate(&m.stream, "x", &mut r, 3), (3, 3));
     }

@@ -6,11 +6,14 @@
 //! - [`oracles`]: what counts as a failure of the kernel or the scheduler, each named.
 //! - [`minimise`]: delta debugging over steps, then ops, then numeric arguments.
 //! - [`corpus`]: streams that showed new kernel-visible behaviour, to mutate later.
+//! - [`plan`]: which stream indices a run covers (`--streams`, `--partition`) and each
+//!   guest's share of them (`--jobs`).
 
 pub mod corpus;
 pub mod generator;
 pub mod minimise;
 pub mod oracles;
+pub mod plan;
 
 /// A small deterministic PRNG (splitmix64): the same seed gives the same sequence on
 /// every platform.
