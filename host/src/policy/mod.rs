@@ -387,9 +387,10 @@ impl Policy {
         let refused = !self.kernel_reads && self.trusted_by(subject, name).is_none();
         crate::executor::GuestGrants {
             reads_refused: refused.then(|| {
+                let note = self.signature_note(subject).map(|n| format!("; {n}")).unwrap_or_default();
                 format!(
                     "{} sets `reads = false` in [kernel] and {} is not trusted; set `reads = true` there, \
-                     or trust the component (its sha256 \"{}\" in `sha256` of [trusted], or --trusted)",
+                     or trust the component (its sha256 \"{}\" in `sha256` of [trusted], or --trusted){note}",
                     self.describe_source(),
                     subject.label,
                     hex::encode(subject.digest)

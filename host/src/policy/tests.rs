@@ -191,6 +191,11 @@ fn a_listed_key_trusts_what_it_signed_and_grants_what_a_digest_pin_grants() {
             assert!(text.contains(&says), "{says:?} in {text}");
         }
     }
+    // A guest's kernel reads under `reads = false` get the same note.
+    let closed = Policy::from_toml(&format!("[kernel]\nreads = false\n[trusted]\nkeys = [\"{key}\"]")).unwrap();
+    let why = closed.guest_grants(Subject { signature: Some(&other_sig), ..subject() }, "s").reads_refused.unwrap();
+    assert!(why.contains(&format!("it is signed by {other}, which is not in `keys`")), "{why}");
+    assert_eq!(closed.guest_grants(signed, "s").reads_refused, None, "a listed key lifts `reads = false`");
     // Without keys in the policy, an unsigned component gets no note.
     assert_eq!(Policy::default().signature_note(Subject { signature: Some(&Signature::Unsigned), ..subject() }), None);
 }
