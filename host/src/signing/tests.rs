@@ -131,3 +131,22 @@ fn a_source_digest_names_every_file_and_skips_build_outputs() {
     assert!(source_digest(root, &[PathBuf::from("s/../wit.wit")]).unwrap_err().contains("without `..`"));
     assert!(source_digest(root, &[PathBuf::from("missing")]).unwrap_err().starts_with("missing"));
 }
+
+#[test]
+fn wasmparser_reads_the_section_where_the_walk_put_it() {
+    let plain = component("a");
+    let signed = sign(&plain, &key(1), None).unwrap();
+    let mut found = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&signed) {
+        if let wasmparser::Payload::CustomSection(c) = payload.unwrap() {
+            found.push((c.name().to_owned(), c.range(), c.data().len()));
+        }
+    }
+    let ours: Vec<_> = found.iter().filter(|(n, ..)| n == SECTION).collect();
+    assert_eq!(ours.len(), 1, "{found:?}");
+    assert_eq!(ours[0].1.end, signed.len(), "appended at the end: {found:?}");
+    assert_eq!(ours[0].2, 1 + 32 + 1 + 64, "format 1 without a source digest");
+    let walked = find(&signed).unwrap().unwrap();
+    assert_eq!(walked.0.start, plain.len());
+    assert_eq!(walked.1.len(), ours[0].2);
+}
