@@ -59,7 +59,7 @@ pub struct FuzzArgs {
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
     pub partition: Option<(u64, u64)>,
     /// Guests booted side by side, each running every N-th of the streams. Each guest
-    /// keeps a host CPU busy: on a 2-core host more than 1 mostly slows every guest down.
+    /// keeps a host CPU busy: on a 2-core host more than 1 gains nothing.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: u64,
     /// Stop after this long (e.g. 90s, 10m, 1h) [10m when --runs is not given].
@@ -476,8 +476,41 @@ fn report_finding(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, slice_of, FuzzArgs};
+    use clap::Parser;
     use std::time::Duration;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        fuzz: FuzzArgs,
+    }
+
+    fn streams(args: &[&str]) -> Result<Vec<u64>, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("fuzz").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        Ok(slice_of(&cli.fuzz).iter().take(1000).collect())
+    }
+
+    #[test]
+    fn stream_ranges_and_partitions_from_the_flags() {
+        assert_eq!(streams(&["--runs", "5"]), Ok(vec![0, 1, 2, 3, 4]));
+        assert_eq!(streams(&["--streams", "3..6"]), Ok(vec![3, 4, 5]));
+        assert_eq!(streams(&["--streams", "0..7", "--partition", "2/3"]), Ok(vec![1, 4]));
+        assert_eq!(streams(&["--runs", "7", "--partition", "3/3"]), Ok(vec![2, 5]));
+        // Without an end (a time budget), a partition is unbounded.
+        assert_eq!(streams(&["--partition", "1/4"]).map(|v| v[..3].to_vec()), Ok(vec![0, 4, 8]));
+        // The partitions of a range run each stream once, whatever --jobs.
+        let mut all: Vec<u64> = (1..=4)
+            .flat_map(|k| streams(&["--streams", "10..30", "--partition", &format!("{k}/4")]).unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (10..30).collect::<Vec<_>>());
+        assert!(streams(&["--runs", "5", "--streams", "0..5"]).is_err(), "--runs and --streams conflict");
+        assert!(streams(&["--partition", "5/4"]).unwrap_err().contains("K/N"));
+        assert!(streams(&["--streams", "9..3"]).unwrap_err().contains("empty"));
+        assert!(streams(&["--jobs", "0"]).is_err());
+    }
 
     #[test]
     fn durations() {
