@@ -405,6 +405,19 @@ fn fuzz_loop(sh: &Shared<'_>, slice: Slice, job: u64, r: &mut GuestRunner) -> Re
     Ok(t)
 }
 
+/// Tries per minimisation candidate after the failing stream failed again `hit` times
+/// in `ran` re-runs: `tries` for a failure that reproduced every time (or was not re-run),
+/// `ran` (at least `tries`) for a flaky one, `None` (not minimised) for one that never
+/// failed again.
+fn minimise_tries(hit: u32, ran: u32, tries: u32) -> Option<u32> {
+    match (hit, ran) {
+        (_, 0) => Some(tries.max(1)),
+        (0, _) => None,
+        (h, r) if h < r => Some(tries.max(r).max(1)),
+        _ => Some(tries.max(1)),
+    }
+}
+
 fn report_finding(
     a: &FuzzArgs,
     r: &mut GuestRunner,
@@ -423,13 +436,14 @@ fn report_finding(
     if flaky_original {
         eprintln!("{tag}  flaky: the stream failed the same way again in {ohit} of {oran} re-runs");
     }
-    let tries = if flaky_original { a.tries.max(a.repro) } else { a.tries }.max(1);
-    let (minimal, runs, ms, exhausted) = if a.no_minimise || (oran > 0 && ohit == 0) {
+    let tries = minimise_tries(ohit, oran, a.tries);
+    let (minimal, runs, ms, exhausted) = if a.no_minimise || tries.is_none() {
         if !a.no_minimise {
             eprintln!("{tag}  not minimised: it did not fail again in {oran} re-runs");
         }
         (stream.clone(), 0, 0, false)
     } else {
+        let tries = tries.unwrap_or(1);
         eprintln!(
             "{tag}  minimising ({} runs or {} s at most, {tries} tries per candidate)",
             a.minimise_runs,
@@ -453,7 +467,7 @@ fn report_finding(
         "original_steps": stream.steps.len(),
         "minimal_ops": minimal.op_count(),
         "minimal_steps": minimal.steps.len(),
-        "minimise": { "runs": runs, "ms": ms, "budget_exhausted": exhausted, "tries": tries },
+        "minimise": { "runs": runs, "ms": ms, "budget_exhausted": exhausted, "tries": tries.unwrap_or(0) },
         "original_reproduced": { "failed": ohit, "runs": oran, "rate": rate(ohit, oran) },
         "reproduced": { "failed": hit, "runs": ran, "rate": rate(hit, ran) },
         "flaky": flaky_original || hit < ran,
@@ -490,6 +504,16 @@ mod tests {
         let cli =
             Cli::try_parse_from(std::iter::once("fuzz").chain(args.iter().copied())).map_err(|e| e.to_string())?;
         Ok(slice_of(&cli.fuzz).iter().take(1000).collect())
+    }
+
+    #[test]
+    fn flaky_failures_get_more_tries_and_lost_ones_none() {
+        use super::minimise_tries;
+        assert_eq!(minimise_tries(3, 3, 1), Some(1), "reproduced every time");
+        assert_eq!(minimise_tries(0, 0, 2), Some(2), "not re-run (--repro 0)");
+        assert_eq!(minimise_tries(1, 3, 1), Some(3), "flaky: one try per re-run");
+        assert_eq!(minimise_tries(2, 3, 5), Some(5), "--tries above that stays");
+        assert_eq!(minimise_tries(0, 3, 1), None, "never failed again: not minimised");
     }
 
     #[test]
