@@ -31,8 +31,15 @@ fn fuzz_finds_minimises_and_the_minimal_stream_replays() {
         .expect("running schedbox fuzz");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "a finding exits 1:\n{stderr}");
-    let dir =
-        std::fs::read_dir(out.path()).expect("out dir").next().expect("a finding directory").expect("entry").path();
+    // The finding's directory (beside summary.json).
+    let dir = std::fs::read_dir(out.path())
+        .expect("out dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.is_dir())
+        .expect("a finding directory");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).expect("summary.json")).expect("JSON");
+    assert_eq!(summary["streams"][0]["finding"], "scheduler-exit:scx_bpf_error", "{summary:#}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json")).expect("report JSON");
     assert_eq!(report["oracle"], "scheduler-exit", "{report:#}");
