@@ -147,9 +147,15 @@ impl GuestRunner {
         let seen = Observed { exec: &exec, console: &console, machine_error: machine_error.as_deref() };
         let findings = judge(stream, &seen, &self.bounds);
         let features = features(stream, &seen);
-        let step_errors = exec.results.steps.iter().filter(|s| s.error.is_some()).count();
+        // An error outside the steps (the Backdrop's set-up refused) counts too: such a
+        // stream did not run, whatever the oracles say.
+        let step_errors =
+            exec.results.steps.iter().filter(|s| s.error.is_some()).count() + usize::from(exec.error.is_some());
         for s in exec.results.steps.iter().filter(|s| s.error.is_some()) {
             tracing::info!("{} step {}: {}", stream.scenario.name, s.index, s.error.as_deref().unwrap_or(""));
+        }
+        if let Some(e) = &exec.error {
+            tracing::warn!("{}: {e}", stream.scenario.name);
         }
         let reset = self.guest.reset(&mut self.events).map_err(|f| f.error.to_string())?;
         if reset.rebooted {
