@@ -553,6 +553,14 @@ typedef schedbox_scenario_ops_work_spec_v2_t sb_work2_t;
     SB__W2V(PRODUCER_CONSUMER_IMBALANCE, producer_consumer_imbalance, \
             (schedbox_scenario_ops_producer_consumer_t){(producers), (consumers), (iters)})
 #define sb_w2_page_fault_churn(size_kib) SB__W2V(PAGE_FAULT_CHURN, page_fault_churn, (size_kib))
+/* NUMA (2 or more nodes): move to the next node and its working set along every `period_ms`;
+ * bind the working set to each node in turn and sweep it `passes` times there. */
+#define sb_w2_numa_migration_churn(period_ms, size_kib) \
+    SB__W2V(NUMA_MIGRATION_CHURN, numa_migration_churn, \
+            (schedbox_scenario_ops_numa_migration_churn_t){(period_ms), (size_kib)})
+#define sb_w2_numa_working_set_sweep(size_kib, passes) \
+    SB__W2V(NUMA_WORKING_SET_SWEEP, numa_working_set_sweep, \
+            (schedbox_scenario_ops_numa_working_set_sweep_t){(size_kib), (passes)})
 #define sb_w2_idle_churn(spin_iters, sleep_us) \
     SB__W2V(IDLE_CHURN, idle_churn, (schedbox_scenario_ops_idle_churn_t){(spin_iters), (sleep_us)})
 #define sb_w2_cache_yield(size_kib) SB__W2V(CACHE_YIELD, cache_yield, (size_kib))

@@ -132,6 +132,18 @@ func W2ProducerConsumerImbalance(producers, consumers uint32, workIters uint64) 
 // W2PageFaultChurn maps, touches and unmaps sizeKib, repeatedly.
 func W2PageFaultChurn(sizeKib uint32) Work2Kind { return ops.MakeWorkPageFaultChurn(sizeKib) }
 
+// W2NumaMigrationChurn pins itself to the next NUMA node's CPUs and moves a sizeKib
+// working set there (move_pages) every periodMs; needs 2 or more nodes.
+func W2NumaMigrationChurn(periodMs uint64, sizeKib uint32) Work2Kind {
+	return ops.MakeWorkNumaMigrationChurn(ops.NumaMigrationChurn{PeriodMs: periodMs, SizeKib: sizeKib})
+}
+
+// W2NumaWorkingSetSweep binds a sizeKib working set to each NUMA node in turn (mbind)
+// and sweeps it passes times there; needs 2 or more nodes.
+func W2NumaWorkingSetSweep(sizeKib, passes uint32) Work2Kind {
+	return ops.MakeWorkNumaWorkingSetSweep(ops.NumaWorkingSetSweep{SizeKib: sizeKib, Passes: passes})
+}
+
 // W2IdleChurn spins spinIters and sleeps sleepUs, repeatedly.
 func W2IdleChurn(spinIters, sleepUs uint64) Work2Kind {
 	return ops.MakeWorkIdleChurn(ops.IdleChurn{SpinIters: spinIters, SleepUs: sleepUs})

@@ -72,3 +72,36 @@ fn c_and_go_spawn_work_fixtures_plan_like_the_rust_one() {
         assert!(other == rust, "{lang} spawn-work stream differs from Rust's:\n{other}\n--- rust:\n{rust}");
     }
 }
+
+/// The NUMA work types reach the host's model from all three SDKs: the Rust `numa-work`
+/// fixture (2-node topology) plans both as validated `spawn` ops, and the C and Go twins
+/// plan to the same stream.
+#[test]
+fn numa_work_types_reach_the_host_from_every_sdk() {
+    use schedbox::op_model::{Op, WorkType};
+    let sb = TestSandbox::new(SandboxLimits::default());
+    let plan = |name: &str| {
+        let loaded = sb.load_file(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        sb.plan(&loaded).unwrap_or_else(|e| panic!("{name}: {e}")).stream
+    };
+    let rust = plan("numa-work");
+    let works: Vec<WorkType> = rust
+        .ops()
+        .filter_map(|(_, _, op)| match op {
+            Op::Spawn { work, .. } => Some(work.work.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        works,
+        [
+            WorkType::NumaMigrationChurn { period_ms: 20, size_kib: 256 },
+            WorkType::NumaWorkingSetSweep { size_kib: 1024, passes: 4 }
+        ]
+    );
+    let rust = serde_json::to_string_pretty(&rust).unwrap();
+    for lang in ["c", "go"] {
+        let other = serde_json::to_string_pretty(&plan(&format!("{lang}/numa-work"))).unwrap();
+        assert!(other == rust, "{lang} numa-work stream differs from Rust's:\n{other}\n--- rust:\n{rust}");
+    }
+}

@@ -119,6 +119,16 @@ impl Work {
     pub fn page_fault_churn(size_kib: u32) -> Self {
         Work::PageFaultChurn(size_kib)
     }
+    /// Every `period_ms`, pin to the next NUMA node's CPUs and move a `size_kib`
+    /// working set there (`move_pages`); needs 2 or more nodes.
+    pub fn numa_migration_churn(period_ms: u64, size_kib: u32) -> Self {
+        Work::NumaMigrationChurn(crate::ops::NumaMigrationChurn { period_ms, size_kib })
+    }
+    /// Bind a `size_kib` working set to each NUMA node in turn (`mbind`) and sweep it
+    /// `passes` times there; needs 2 or more nodes.
+    pub fn numa_working_set_sweep(size_kib: u32, passes: u32) -> Self {
+        Work::NumaWorkingSetSweep(crate::ops::NumaWorkingSetSweep { size_kib, passes })
+    }
     /// Spin `spin_iters`, sleep `sleep_us`, repeatedly.
     pub fn idle_churn(spin_iters: u64, sleep_us: u64) -> Self {
         Work::IdleChurn(IdleChurn { spin_iters, sleep_us })

@@ -107,6 +107,15 @@ pub enum WorkType {
     // --- memory ---
     /// Maps `size_kib` of anonymous memory, touches every page, unmaps, repeats.
     PageFaultChurn { size_kib: u32 },
+    // --- NUMA (2 or more nodes) ---
+    /// Spins over a `size_kib` working set; every `period_ms` pins itself to the CPUs of
+    /// the next NUMA node (of those it may use) and moves the working set there with
+    /// `move_pages(2)`. One work unit per move.
+    NumaMigrationChurn { period_ms: u64, size_kib: u32 },
+    /// Binds a `size_kib` working set to one NUMA node after another (`mbind(2)`
+    /// MPOL_BIND with MPOL_MF_MOVE) and sweeps it `passes` times on each, from the CPUs
+    /// of the first node (local, then remote passes). One work unit per pass.
+    NumaWorkingSetSweep { size_kib: u32, passes: u32 },
     // --- sleep / cache ---
     /// Spins `spin_iters`, sleeps `sleep_us`, repeats: many short idle entries.
     IdleChurn { spin_iters: u64, sleep_us: u64 },

@@ -260,6 +260,10 @@ mod v2 {
                     work_iters: x.work_iters,
                 },
                 w::Work::PageFaultChurn(size_kib) => Self::PageFaultChurn { size_kib },
+                w::Work::NumaMigrationChurn(x) => {
+                    Self::NumaMigrationChurn { period_ms: x.period_ms, size_kib: x.size_kib }
+                }
+                w::Work::NumaWorkingSetSweep(x) => Self::NumaWorkingSetSweep { size_kib: x.size_kib, passes: x.passes },
                 w::Work::IdleChurn(x) => Self::IdleChurn { spin_iters: x.spin_iters, sleep_us: x.sleep_us },
                 w::Work::CacheYield(size_kib) => Self::CacheYield { size_kib },
                 w::Work::CachePipe(size_kib) => Self::CachePipe { size_kib },

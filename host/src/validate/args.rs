@@ -191,6 +191,14 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
         AffinityIntent::Exact(cpus) => cpu_list("exact affinity", cpus, topo)?,
         _ => {}
     }
+    if let (WorkType::NumaMigrationChurn { .. } | WorkType::NumaWorkingSetSweep { .. }, Some(t)) = (&w.work, topo) {
+        if t.numa_nodes < 2 {
+            return Err(Problem::new(
+                format!("{} needs 2 or more NUMA nodes; the topology has {}", work_name(&w.work), t.numa_nodes),
+                "declare a topology with 2 or more nodes in describe (e.g. 2n1l2c1t), or use another work type",
+            ));
+        }
+    }
     let zero = |what: &str| Err(Problem::new(format!("{what} is 0"), format!("use a {what} of at least 1")));
     match &w.work {
         WorkType::Bursty { burst_ms: 0, .. } => return zero("bursty burst"),
@@ -283,6 +291,21 @@ fn new_work(work: &WorkType) -> Result<(), Problem> {
             group("producer-consumer-imbalance consumers", consumers, 1023)
         }
         WorkType::PageFaultChurn { size_kib } => buffer("page-fault-churn size_kib", size_kib),
+        WorkType::NumaMigrationChurn { period_ms, size_kib } => {
+            if !(1..=10_000).contains(&period_ms) {
+                return Err(Problem::new(
+                    format!("numa-migration-churn period_ms {period_ms} is outside 1..=10000"),
+                    "use a period_ms in 1..=10000",
+                ));
+            }
+            buffer("numa-migration-churn size_kib", size_kib)
+        }
+        WorkType::NumaWorkingSetSweep { size_kib, passes } => {
+            if passes == 0 {
+                return zero("numa-working-set-sweep passes");
+            }
+            buffer("numa-working-set-sweep size_kib", size_kib)
+        }
         WorkType::IdleChurn { sleep_us, .. } if sleep_us > 10_000_000 => Err(Problem::new(
             format!("idle-churn sleep_us {sleep_us} exceeds 10 s"),
             "use a sleep_us of at most 10000000",
@@ -317,6 +340,8 @@ fn pins_itself(work: &WorkType) -> bool {
             | WorkType::PriorityInversion { .. }
             | WorkType::RtStarvation
             | WorkType::PreemptStorm { .. }
+            | WorkType::NumaMigrationChurn { .. }
+            | WorkType::NumaWorkingSetSweep { .. }
     )
 }
 

@@ -607,3 +607,53 @@ fn a_spawn_above_the_per_spawn_limit_is_rejected_naming_it() {
     );
     assert!(t.contains(&format!("spawn at most {max} workers")), "{t}");
 }
+
+#[test]
+fn numa_work_types_need_two_nodes_and_bounded_parameters() {
+    let numa = [
+        WorkType::NumaMigrationChurn { period_ms: 20, size_kib: 256 },
+        WorkType::NumaWorkingSetSweep { size_kib: 1024, passes: 4 },
+    ];
+    for work in &numa {
+        // The test topology (1n2l2c1t) has one node: refused, naming the fix.
+        let t = reject_at(
+            vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().work(work.clone()))],
+            0,
+            OpKind::Spawn,
+            "needs 2 or more NUMA nodes; the topology has 1",
+        );
+        assert!(t.contains("e.g. 2n1l2c1t"), "{t}");
+        // On two nodes it validates.
+        let mut s = stream(
+            Backdrop::new(),
+            vec![Step::with_defs(
+                vec![CgroupDef::named("a")],
+                vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().work(work.clone()))],
+                HoldSpec::FULL,
+            )],
+        );
+        s.scenario.topology.numa_nodes = 2;
+        validate_stream(&s).unwrap_or_else(|e| panic!("{work:?}: {e}"));
+        let json = serde_json::to_string(work).unwrap();
+        assert_eq!(serde_json::from_str::<WorkType>(&json).unwrap(), *work, "{json}");
+    }
+    assert_eq!(serde_json::to_string(&numa[1]).unwrap(), r#"{"numa-working-set-sweep":{"size_kib":1024,"passes":4}}"#);
+    let two_nodes = |work: WorkType| {
+        let mut s = stream(
+            Backdrop::new(),
+            vec![Step::with_defs(
+                vec![CgroupDef::named("a")],
+                vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().work(work))],
+                HoldSpec::FULL,
+            )],
+        );
+        s.scenario.topology.numa_nodes = 2;
+        validate_stream(&s).expect_err("must be rejected").to_string()
+    };
+    let t = two_nodes(WorkType::NumaMigrationChurn { period_ms: 0, size_kib: 256 });
+    assert!(t.contains("numa-migration-churn period_ms 0 is outside 1..=10000"), "{t}");
+    let t = two_nodes(WorkType::NumaMigrationChurn { period_ms: 10, size_kib: 0 });
+    assert!(t.contains("numa-migration-churn size_kib 0 KiB"), "{t}");
+    let t = two_nodes(WorkType::NumaWorkingSetSweep { size_kib: 64, passes: 0 });
+    assert!(t.contains("numa-working-set-sweep passes is 0"), "{t}");
+}

@@ -18,6 +18,7 @@ use super::WorkerSpec;
 use crate::shm::{Lat, Shm, Word};
 
 mod extra;
+mod numa;
 
 /// `spin_loop` hints per spin-wait iteration.
 const SPIN_UNIT: u64 = 1024;

@@ -488,6 +488,12 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
                 meter.tick();
             }
         }
+        WorkType::NumaMigrationChurn { period_ms, size_kib } => {
+            super::numa::migration_churn(&start_cpus(), period_ms, size_kib, meter)
+        }
+        WorkType::NumaWorkingSetSweep { size_kib, passes } => {
+            super::numa::working_set_sweep(shm, me, &start_cpus(), size_kib, passes, meter)
+        }
         WorkType::IdleChurn { spin_iters, sleep_us: nap } => loop {
             spin(spin_iters);
             sleep_us(nap);
