@@ -6,7 +6,8 @@
 //! line (`auto`, the default: the virtio port named `schedbox`), reports `Ready`
 //! and serves requests until told to power off or the host goes away.
 //!
-//! The same binary is the worker process: `/init worker <json spec>` (see [`worker`]),
+//! The same binary is the worker process, forked without exec by the worker parent (see
+//! [`zygote`]) or run as `/init worker <json spec>` (see [`worker`]),
 //! and the client of guest-initiated host-side ops: `/init host-op ...` (see [`hostops`]).
 
 mod channel;
@@ -17,6 +18,7 @@ mod setup;
 mod shm;
 mod topology;
 mod worker;
+mod zygote;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
@@ -61,6 +63,10 @@ fn agent() -> Result<(), String> {
     let requested = cmdline_value(&cmdline, "schedbox.channel");
     let controllers = setup::enable_controllers();
     let _ = CONTROLLERS.set(controllers);
+    // Before any thread starts: the worker parent is forked from a single-threaded agent.
+    if let Err(e) = zygote::start() {
+        console(&format!("schedbox-agent: {e}; workers start by exec"));
+    }
     let facts = current_facts(false);
     let channel = channel::resolve(std::path::Path::new("/"), requested, channel::WAIT)?;
     let shown = channel.display();

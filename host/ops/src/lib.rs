@@ -24,4 +24,4 @@ pub const CONTRACT_VERSION: &str = "schedbox:scenario@0.1.0";
 /// The most workers one spawn may start (a count, or a percentage once resolved in the
 /// guest): every worker is a process the guest's agent starts and waits for within one
 /// request, and more than this did not set up in time on a TCG guest.
-pub const MAX_WORKERS_PER_SPAWN: u32 = 256;
+pub const MAX_WORKERS_PER_SPAWN: u32 = 2048;

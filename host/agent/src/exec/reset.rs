@@ -92,13 +92,14 @@ impl Task {
     }
 }
 
-/// Every user process but PID 1 and `keep`; kernel threads and zombies (exited, only a
-/// pid) are not tasks.
+/// Every user process but PID 1, the worker parent (see `crate::zygote`) and `keep`;
+/// kernel threads and zombies (exited, only a pid) are not tasks.
 fn user_tasks(keep: Option<u32>) -> Vec<Task> {
     let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let zygote = crate::zygote::pid();
     let mut out: Vec<Task> = rd
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != 1 && Some(pid) != keep)
+        .filter(|&pid| pid != 1 && Some(pid) != keep && Some(pid) != zygote)
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let (head, rest) = stat.rsplit_once(')')?;

@@ -18,6 +18,7 @@ use super::cpuset::{self, AffinityCtx, Topo};
 use super::{cgroupfs, procstat, spawn};
 use crate::shm::{Lat, Shm};
 use crate::worker::{self, WorkerSpec};
+use crate::zygote;
 
 /// How long workers may take to report their set-up after the last one started.
 const REPORT_WAIT: Duration = Duration::from_secs(10);
@@ -105,8 +106,9 @@ fn seed() -> u64 {
     (t.as_nanos() as u64) | 1
 }
 
-/// Starts the workers of `spec` in `cgroup` (`None`: the runner's cgroup), waits until
-/// each reported its set-up, then releases them together through the start barrier
+/// Starts the workers of `spec` in `cgroup` (`None`: the runner's cgroup), forked by the
+/// zygote (one request for the whole spawn; by a fork and exec each without one), waits
+/// until each reported its set-up, then releases them together through the start barrier
 /// ([`Shm::release_all`]); on any failure none is left running.
 pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -> Result<Vec<Worker>, String> {
     let allowed = allowed_cpus(cgroup, topo)?;
@@ -116,28 +118,14 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
     let shm =
         Rc::new(Shm::create(n as usize, hist_cpus).map_err(|e| format!("creating the workers' shared page: {e}"))?);
     let (report_r, report_w) = pipe()?;
-    // The agent's copies of the pipe-io ends stay open until every worker inherited its own.
-    let mut held: Vec<OwnedFd> = Vec::new();
-    let mut pipes = Vec::new();
-    if matches!(spec.work, WorkType::PipeIo { .. }) {
-        for _ in 0..n / 2 {
-            let (ab, ba) = (pipe()?, pipe()?);
-            // Position 0 writes a→b and reads b→a; position 1 the other way round.
-            pipes.push([(ba.0.as_raw_fd(), ab.1.as_raw_fd()), (ab.0.as_raw_fd(), ba.1.as_raw_fd())]);
-            held.extend([ab.0, ab.1, ba.0, ba.1]);
-        }
-    }
     let cx = AffinityCtx { allowed: &allowed, topo, siblings: &siblings };
     let mut seed = seed();
     let mut random = random_below(&mut seed);
-    let mut started: Vec<Worker> = Vec::new();
+    let mut specs = Vec::with_capacity(n as usize);
     for index in 0..n {
-        let cpus = match cpuset::affinity(&spec.affinity, index, &cx, &mut random) {
-            Ok(c) => c,
-            Err(e) => return fail(&mut started, format!("affinity {:?}: {e}", spec.affinity)),
-        };
-        let pipe = pipes.get((index / 2) as usize).filter(|_| group == 2).map(|p| p[(index % 2) as usize]);
-        let wspec = WorkerSpec {
+        let cpus = cpuset::affinity(&spec.affinity, index, &cx, &mut random)
+            .map_err(|e| format!("affinity {:?}: {e}", spec.affinity))?;
+        specs.push(WorkerSpec {
             index,
             work: spec.work.clone(),
             policy: spec.policy.clone(),
@@ -149,35 +137,44 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
             hist_cpus: hist_cpus as u32,
             group_first: index - index % group,
             group_size: group,
-            pipe,
+            pipe: None,
             report_fd: report_w.as_raw_fd(),
-        };
-        let json = match serde_json::to_string(&wspec) {
-            Ok(j) => j,
-            Err(e) => return fail(&mut started, format!("encoding the worker spec: {e}")),
-        };
-        let mut inherit: Vec<RawFd> = vec![shm.raw_fd(), report_w.as_raw_fd()];
-        inherit.extend(pipe.iter().flat_map(|&(r, w)| [r, w]));
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("schedbox-worker").arg(worker::ARG).arg(json).stdin(Stdio::null());
-        if let Err(e) = spawn::place(&mut cmd, cgroup, inherit) {
-            return fail(&mut started, e);
+        });
+    }
+    let mut started: Vec<Worker> = Vec::new();
+    let worker = |pid: u32, index: u32| Worker {
+        pid,
+        cgroup: cgroup.unwrap_or_default().to_owned(),
+        owner,
+        index,
+        shm: shm.clone(),
+        alive: true,
+        started: Instant::now(),
+    };
+    let pipe_io = matches!(spec.work, WorkType::PipeIo { .. });
+    let mut forked = false;
+    if zygote::available() {
+        let dir = cgroup.map(cgroup_dir).transpose()?;
+        let dir_fd = dir.as_ref().map(AsRawFd::as_raw_fd);
+        match zygote::spawn(&specs, shm.raw_fd(), report_w.as_raw_fd(), dir_fd, pipe_io) {
+            Ok(pids) => {
+                started.extend(pids.into_iter().zip(0..).map(|(pid, i)| worker(pid, i)));
+                forked = true;
+            }
+            Err((pids, e)) if !pids.is_empty() || zygote::available() => {
+                started.extend(pids.into_iter().zip(0..).map(|(pid, i)| worker(pid, i)));
+                return fail(&mut started, format!("starting {n} workers: {e}"));
+            }
+            // The zygote is gone: start them by exec below.
+            Err(_) => {}
         }
-        match cmd.spawn() {
-            Ok(child) => started.push(Worker {
-                pid: child.id(),
-                cgroup: cgroup.unwrap_or_default().to_owned(),
-                owner,
-                index,
-                shm: shm.clone(),
-                alive: true,
-                started: Instant::now(),
-            }),
-            Err(e) => return fail(&mut started, format!("starting worker {index} of {n}: {e}")),
+    }
+    if !forked {
+        if let Err(e) = exec_all(specs, cgroup, pipe_io, &shm, report_w.as_raw_fd(), &mut started, &worker) {
+            return fail(&mut started, e);
         }
     }
     drop(report_w);
-    drop(held);
     if let Err(e) = read_reports(report_r, n) {
         return fail(&mut started, e);
     }
@@ -194,6 +191,61 @@ fn hist_cpus(topo: &Topo) -> usize {
         .unwrap_or_default();
     let top = possible.iter().chain(&topo.online).max().copied().unwrap_or(0);
     top as usize + 1
+}
+
+/// Opens scenario cgroup `name`'s directory (for `CLONE_INTO_CGROUP`).
+fn cgroup_dir(name: &str) -> Result<OwnedFd, String> {
+    let dir = cgroupfs::dir(name);
+    std::fs::File::open(&dir).map(OwnedFd::from).map_err(|e| format!("opening cgroup {}: {e}", dir.display()))
+}
+
+/// Starts `specs` by a fork and exec of the agent each (without the zygote), appending
+/// each started one to `started` (the caller kills them on an error).
+fn exec_all(
+    mut specs: Vec<WorkerSpec>,
+    cgroup: Option<&str>,
+    pipe_io: bool,
+    shm: &Shm,
+    report_w: RawFd,
+    started: &mut Vec<Worker>,
+    worker: &dyn Fn(u32, u32) -> Worker,
+) -> Result<(), String> {
+    let n = specs.len();
+    // The agent's copies of the pipe-io ends stay open until every worker inherited its own.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    if pipe_io {
+        for pair in specs.chunks_mut(2) {
+            let (ab, ba) = match (pipe(), pipe()) {
+                (Ok(ab), Ok(ba)) => (ab, ba),
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            };
+            // Position 0 writes a→b and reads b→a; position 1 the other way round.
+            pair[0].pipe = Some((ba.0.as_raw_fd(), ab.1.as_raw_fd()));
+            if let Some(p1) = pair.get_mut(1) {
+                p1.pipe = Some((ab.0.as_raw_fd(), ba.1.as_raw_fd()));
+            }
+            held.extend([ab.0, ab.1, ba.0, ba.1]);
+        }
+    }
+    for wspec in specs {
+        let index = wspec.index;
+        let json = match serde_json::to_string(&wspec) {
+            Ok(j) => j,
+            Err(e) => return Err(format!("encoding the worker spec: {e}")),
+        };
+        let mut inherit: Vec<RawFd> = vec![shm.raw_fd(), report_w];
+        inherit.extend(wspec.pipe.iter().flat_map(|&(r, w)| [r, w]));
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("schedbox-worker").arg(worker::ARG).arg(json).stdin(Stdio::null());
+        if let Err(e) = spawn::place(&mut cmd, cgroup, inherit) {
+            return Err(e);
+        }
+        match cmd.spawn() {
+            Ok(child) => started.push(worker(child.id(), index)),
+            Err(e) => return Err(format!("starting worker {index} of {n}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Kills the workers started so far and fails with `msg`.
@@ -317,13 +369,7 @@ pub fn stats<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerSta
 }
 
 fn latency(shm: &Shm, slot: usize, which: Lat) -> Option<Latency> {
-    shm.latency(slot, which).map(|(samples, p50_ns, p90_ns, p99_ns, max_ns)| Latency {
-        samples,
-        p50_ns,
-        p90_ns,
-        p99_ns,
-        max_ns,
-    })
+    shm.latency(slot, which).map(|(samples, p50_ns, p99_ns, max_ns)| Latency { samples, p50_ns, p99_ns, max_ns })
 }
 
 /// A stopped worker's last counters: `alive` false.

@@ -1,5 +1,5 @@
-//! The worker process: `/init worker <json spec>`, exec'd by the agent once per worker,
-//! already inside its cgroup. It sets its name, nice, policy and affinity, reports the
+//! The worker process: forked by the zygote (see [`crate::zygote`]) or, without one,
+//! `/init worker <json spec>` exec'd by the agent; either way already inside its cgroup. It sets its name, nice, policy and affinity, reports the
 //! outcome on the report pipe (one line: `<index> ok` or `<index> err <why>`), then runs
 //! its work type until killed, counting iterations and sampling its CPU into its slot of
 //! the shared page.
@@ -57,6 +57,12 @@ pub fn main(json: Option<&str>) -> ! {
         Some(Err(e)) => fail_early(&format!("bad worker spec: {e}")),
         None => fail_early("usage: init worker <json spec>"),
     };
+    run_forked(spec)
+}
+
+/// A worker with its spec: set-up, report, start barrier, work; never returns. The
+/// zygote's children enter here directly (no exec, no JSON).
+pub fn run_forked(spec: WorkerSpec) -> ! {
     // SAFETY: the agent handed this descriptor to this process for the report alone.
     let mut report = unsafe { std::fs::File::from_raw_fd(spec.report_fd) };
     // One write per line: the lines of all workers share the pipe, and writes of up to
