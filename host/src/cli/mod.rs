@@ -116,7 +116,7 @@ pub struct SandboxArgs {
     /// Most steps one stream may hold [no bound].
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Most total hold time (the sum of every step's hold), ms [no bound].
+    /// Most total hold time (the sum of every step's hold), ms [86400000: 24 h].
     #[arg(long, value_name = "MS")]
     pub max_duration_ms: Option<u64>,
     /// Do not link WASI at all (components needing it are refused).

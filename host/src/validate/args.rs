@@ -413,12 +413,45 @@ pub(super) fn cgroup_def(def: &CgroupDef, topo: Option<&Topology>) -> Result<(),
     Ok(())
 }
 
-pub(super) fn hold(h: &HoldSpec) -> Result<(), Problem> {
+/// The hard ceiling on one step's hold (1 h), whatever the policy says: a
+/// fixed hold, a fraction of the scenario duration and a loop (which runs for
+/// the whole duration) alike. Longer runs are made of more steps.
+pub const MAX_HOLD_MS: u64 = 3_600_000;
+
+/// Checks a hold; with the scenario duration, also the time it resolves to
+/// against [`MAX_HOLD_MS`].
+pub(super) fn hold(h: &HoldSpec, duration_ms: Option<u64>) -> Result<(), Problem> {
     match h {
-        HoldSpec::Frac(f) => frac_in("hold frac", *f, true, 0.0, 1.0),
-        HoldSpec::LoopMs(0) => Err(Problem::new("loop interval is 0 ms", "use an interval of at least 1 ms")),
-        _ => Ok(()),
+        HoldSpec::Frac(f) => frac_in("hold frac", *f, true, 0.0, 1.0)?,
+        HoldSpec::LoopMs(0) => {
+            return Err(Problem::new("loop interval is 0 ms", "use an interval of at least 1 ms"));
+        }
+        HoldSpec::LoopMs(i) if *i > MAX_HOLD_MS => {
+            return Err(Problem::new(
+                format!("loop interval {i} ms is above the {MAX_HOLD_MS} ms (1 h) hold ceiling"),
+                format!("use an interval of at most {MAX_HOLD_MS} ms"),
+            ));
+        }
+        _ => {}
     }
+    let ms = match (h, duration_ms) {
+        (HoldSpec::FixedMs(ms), _) => *ms,
+        (HoldSpec::Frac(f), Some(d)) => (f * d as f64).ceil() as u64,
+        (HoldSpec::LoopMs(_), Some(d)) => d,
+        _ => return Ok(()),
+    };
+    if ms > MAX_HOLD_MS {
+        let what = match h {
+            HoldSpec::FixedMs(_) => "a fixed hold".to_string(),
+            HoldSpec::Frac(f) => format!("frac {f} of the {} ms duration", duration_ms.unwrap_or(0)),
+            HoldSpec::LoopMs(_) => "a loop, which runs for the whole duration,".to_string(),
+        };
+        return Err(Problem::new(
+            format!("{what} holds {ms} ms, above the {MAX_HOLD_MS} ms (1 h) ceiling on one step's hold"),
+            format!("hold at most {MAX_HOLD_MS} ms per step: split the time over more steps"),
+        ));
+    }
+    Ok(())
 }
 
 fn kernel_target(t: &KernelTarget) -> Result<(), Problem> {

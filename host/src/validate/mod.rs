@@ -13,7 +13,7 @@ use std::fmt;
 
 use crate::op_model::{CgroupDef, HoldSpec, Op, OpKind, OpStream, ScenarioInfo, Section};
 
-pub use args::MAX_NAME_LEN;
+pub use args::{MAX_HOLD_MS, MAX_NAME_LEN};
 pub use ownership::Validator;
 
 /// Most watch ops a scenario may hold (hardware slot 0 is reserved).
@@ -92,9 +92,10 @@ pub fn validate_stream(stream: &OpStream) -> Result<(), ValidationError> {
     v.finish()
 }
 
-/// Checks a single hold, for callers outside a stream.
+/// Checks a single hold, for callers outside a stream (without the scenario
+/// duration, a fraction or loop is not checked against [`MAX_HOLD_MS`]).
 pub fn check_hold(h: &HoldSpec) -> Result<(), Problem> {
-    args::hold(h)
+    args::hold(h, None)
 }
 
 /// Checks one cgroup definition, for callers outside a stream.

@@ -154,7 +154,8 @@ impl Validator {
                 "call open-step before adding ops and closing",
             )));
         };
-        args::hold(hold).map_err(|p| self.located(Some(Section::Step(i)), None, None, p.context("hold")))?;
+        args::hold(hold, Some(self.info.duration_ms))
+            .map_err(|p| self.located(Some(Section::Step(i)), None, None, p.context("hold")))?;
         // Step teardown: step-local cgroups go, step-owned payloads are drained.
         self.cgroups.retain(|_, o| *o == Owner::Backdrop);
         self.payloads.retain(|(_, _, o)| *o == Owner::Backdrop);

@@ -657,3 +657,30 @@ fn numa_work_types_need_two_nodes_and_bounded_parameters() {
     let t = two_nodes(WorkType::NumaWorkingSetSweep { size_kib: 64, passes: 0 });
     assert!(t.contains("numa-working-set-sweep passes is 0"), "{t}");
 }
+
+#[test]
+fn holds_over_the_one_hour_ceiling_are_rejected_at_their_step() {
+    let at = |hold: HoldSpec, duration_ms: u64| {
+        let mut s = stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::fixed_ms(10)), Step::new(vec![], hold)]);
+        s.scenario.duration_ms = duration_ms;
+        validate_stream(&s)
+    };
+    validate_stream(&stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::fixed_ms(MAX_HOLD_MS))])).unwrap();
+    for (hold, duration, said) in [
+        (HoldSpec::fixed_ms(u64::MAX), 1000, "a fixed hold holds 18446744073709551615 ms"),
+        (HoldSpec::fixed_ms(MAX_HOLD_MS + 1), 1000, "a fixed hold holds 3600001 ms"),
+        (HoldSpec::frac(1.0), 7_200_000, "frac 1 of the 7200000 ms duration holds 7200000 ms"),
+        (HoldSpec::loop_ms(10), 7_200_000, "a loop, which runs for the whole duration, holds 7200000 ms"),
+        (HoldSpec::loop_ms(MAX_HOLD_MS + 1), 1000, "loop interval 3600001 ms is above"),
+    ] {
+        let e = at(hold.clone(), duration).expect_err("over the ceiling");
+        assert_eq!(e.section, Some(Section::Step(1)), "{e}");
+        assert_eq!(e.op_index, None);
+        let text = e.to_string();
+        assert!(text.starts_with("scenario \"t\", step 1: hold: "), "{text}");
+        assert!(text.contains(said), "{hold:?}: {text}");
+        assert!(text.contains("fix: ") && text.contains("at most 3600000 ms"), "{text}");
+    }
+    // Within the ceiling: half of a 2 h scenario.
+    at(HoldSpec::frac(0.5), 7_200_000).unwrap();
+}
