@@ -83,6 +83,28 @@ pub enum Command {
     SourceDigest(sign::SourceDigestArgs),
 }
 
+impl Command {
+    /// Whether a closed stdout may end this command through SIGPIPE's default
+    /// action. Commands that talk to guests (pipes and sockets to QEMU and the
+    /// agent) keep SIGPIPE ignored, must not die mid-run, and print through
+    /// [`print_stdout`] instead.
+    pub fn dies_on_closed_stdout(&self) -> bool {
+        !matches!(self, Command::Run(_) | Command::Vm(_) | Command::Watch(_) | Command::Fuzz(_) | Command::Nested(_))
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error
+/// for a command that still has a report to write and a guest to power off.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!("writing to stdout: {e}");
+        }
+    }
+}
+
 /// Sandbox bounds, policy and cache, shared by every command that loads components.
 ///
 /// A flag given on the command line overrides the same setting of `--policy`;

@@ -469,17 +469,20 @@ fn report_of(p: &Planned, exec: Execution, verdict: &'static str, mut messages: 
 }
 
 fn print_table(reports: &[ScenarioReport]) {
+    use std::fmt::Write;
+    let mut out = String::new();
     for r in reports {
-        println!("{:<7} {}  ({} ms, {})", r.verdict.to_uppercase(), r.name, r.duration_ms, r.source);
+        let _ = writeln!(out, "{:<7} {}  ({} ms, {})", r.verdict.to_uppercase(), r.name, r.duration_ms, r.source);
         for s in &r.steps {
             let status = format!("{:?}", s.status).to_lowercase();
             let err = s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
-            println!("    step {:<3} {:<8} {:>6} ms{err}", s.index, status, s.duration_ms);
+            let _ = writeln!(out, "    step {:<3} {:<8} {:>6} ms{err}", s.index, status, s.duration_ms);
         }
         for w in &r.results.workers {
             let cg = if w.cgroup.is_empty() { "<runner>" } else { w.cgroup.as_str() };
             let cpus: Vec<String> = w.cpus.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-            println!(
+            let _ = writeln!(
+                out,
                 "    cgroup {cg}: {} workers, {} iterations, {:.0} ms CPU, {:.1} ms run delay, {} migrations, cpus {{{}}}",
                 w.workers,
                 w.iterations,
@@ -490,11 +493,12 @@ fn print_table(reports: &[ScenarioReport]) {
             );
         }
         for m in &r.messages {
-            println!("    - {m}");
+            let _ = writeln!(out, "    - {m}");
         }
     }
     let count = |v: &str| reports.iter().filter(|r| r.verdict == v).count();
-    println!(
+    let _ = writeln!(
+        out,
         "{} scenario(s): {} passed, {} failed, {} skipped, {} errors",
         reports.len(),
         count("pass"),
@@ -502,4 +506,5 @@ fn print_table(reports: &[ScenarioReport]) {
         count("skip"),
         count("error")
     );
+    super::print_stdout(&out);
 }

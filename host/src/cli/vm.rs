@@ -162,7 +162,7 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
             info.boot.agent_ready_ms
         )
     };
-    println!("{text}");
+    super::print_stdout(&format!("{text}\n"));
     m.power_off().map_err(|e| Failure::usage(e.into()))?;
     Ok(0)
 }
