@@ -65,3 +65,33 @@ fn a_missing_payload_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("needs payload \"fio\": pass --payload fio=PATH"), "{stderr}");
 }
+
+/// Replays `tests/golden/rust/move-tasks.json` changed by `edit`: (exit code, stderr).
+fn replay_edited(edit: impl FnOnce(&mut serde_json::Value)) -> (Option<i32>, String) {
+    let stream = repo().join("tests/golden/rust/move-tasks.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stream).unwrap()).unwrap();
+    edit(&mut json);
+    let f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(f.path(), json.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox")).arg("run").arg(f.path()).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_cgroup_named_like_a_controller_file_is_refused_before_boot() {
+    let (code, stderr) = replay_edited(|j| j["steps"][0]["ops"][1]["name"] = "cpu.max".into());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scenario \"move-tasks\", step 0, op 1 (add-cgroup): cgroup name \"cpu.max\" collides"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not start with \"cpu.\""), "{stderr}");
+}
+
+#[test]
+fn an_over_ceiling_hold_is_refused_before_boot() {
+    let (code, stderr) = replay_edited(|j| j["steps"][0]["hold"] = serde_json::json!({ "fixed-ms": u64::MAX }));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("scenario \"move-tasks\", step 0: hold: a fixed hold holds"), "{stderr}");
+    assert!(stderr.contains("hold at most 3600000 ms per step"), "{stderr}");
+}

@@ -34,14 +34,25 @@ pub(super) fn cgroup_name(value: &str) -> Result<(), Problem> {
             "cgroups are created flat under the scenario's parent; drop the '/'",
         ));
     }
-    if value.starts_with("cgroup.") {
+    if let Some(prefix) = INTERFACE_PREFIXES.iter().find(|p| value.starts_with(&format!("{p}."))) {
         return Err(Problem::new(
-            format!("cgroup name {value:?} collides with the kernel's cgroup.* interface files"),
-            "pick a name that does not start with \"cgroup.\"",
+            format!(
+                "cgroup name {value:?} collides with the kernel's {prefix}.* interface files (a child cgroup \
+                 cannot share a name with its parent's files)"
+            ),
+            format!(
+                "pick a name that does not start with \"{prefix}.\" (nor with any of {})",
+                INTERFACE_PREFIXES.iter().map(|p| format!("\"{p}.\"")).collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     Ok(())
 }
+
+/// Prefixes of the interface files in a cgroup v2 directory: the core
+/// `cgroup.*` and `irq.pressure` files and those of each v2 controller.
+pub const INTERFACE_PREFIXES: &[&str] =
+    &["cgroup", "cpu", "cpuset", "io", "memory", "pids", "rdma", "hugetlb", "misc", "irq"];
 
 fn frac_in(what: &str, v: f64, lo_open: bool, lo: f64, hi: f64) -> Result<(), Problem> {
     let ok = v.is_finite() && if lo_open { v > lo } else { v >= lo } && v <= hi;

@@ -684,3 +684,31 @@ fn holds_over_the_one_hour_ceiling_are_rejected_at_their_step() {
     // Within the ceiling: half of a 2 h scenario.
     at(HoldSpec::frac(0.5), 7_200_000).unwrap();
 }
+
+#[test]
+fn cgroup_names_of_controller_interface_files_are_rejected() {
+    for (i, (bad, prefix)) in [
+        ("cpu.max", "cpu"),
+        ("cgroup.procs", "cgroup"),
+        ("memory.high", "memory"),
+        ("cpuset.cpus", "cpuset"),
+        ("io.weight", "io"),
+        ("pids.max", "pids"),
+        ("hugetlb.2MB.max", "hugetlb"),
+        ("irq.pressure", "irq"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = reject_at(vec![Op::add_cgroup(bad)], 0, OpKind::AddCgroup, &format!("{prefix}.* interface files"));
+        assert!(text.contains(&format!("does not start with \"{prefix}.\"")), "{i}: {text}");
+    }
+    // A setup cgroup is checked too, and names that merely share a prefix pass.
+    let s =
+        stream(Backdrop::new(), vec![Step::with_defs(vec![CgroupDef::named("memory.low")], vec![], HoldSpec::FULL)]);
+    let e = validate_stream(&s).expect_err("setup cgroup memory.low");
+    assert!(e.to_string().contains("setup cgroup: cgroup name \"memory.low\""), "{e}");
+    let ok =
+        Step::new(vec![Op::add_cgroup("cpu"), Op::add_cgroup("cpux.y"), Op::add_cgroup("memory-hog")], HoldSpec::FULL);
+    validate_stream(&stream(Backdrop::new(), vec![ok])).unwrap();
+}
