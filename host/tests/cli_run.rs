@@ -95,3 +95,15 @@ fn an_over_ceiling_hold_is_refused_before_boot() {
     assert!(stderr.contains("scenario \"move-tasks\", step 0: hold: a fixed hold holds"), "{stderr}");
     assert!(stderr.contains("hold at most 3600000 ms per step"), "{stderr}");
 }
+
+#[test]
+fn a_payload_name_with_a_slash_is_refused_by_validation_not_staging() {
+    let (code, stderr) = replay_edited(|j| j["scenario"]["payloads"] = serde_json::json!(["bin/fio"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scenario \"move-tasks\", describe: payload name \"bin/fio\" is not a plain name"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the NAME of --payload NAME=PATH"), "{stderr}");
+    assert!(!stderr.contains("pass --payload bin/fio=PATH"), "no contradictory fix: {stderr}");
+}

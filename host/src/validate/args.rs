@@ -25,6 +25,21 @@ pub(super) fn name(what: &str, value: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// A payload or scheduler name (`what`: "payload name" or "scheduler name"):
+/// the file name it is staged under in the guest, so one plain path component,
+/// as `--payload NAME=PATH` and `--scheduler NAME=PATH` require.
+pub(super) fn staged_name(what: &str, value: &str) -> Result<(), Problem> {
+    name(what, value)?;
+    if value.contains('/') || value == "." || value == ".." {
+        let flag = if what.starts_with("scheduler") { "--scheduler" } else { "--payload" };
+        return Err(Problem::new(
+            format!("{what} {value:?} is not a plain name: it names the file staged into the guest"),
+            format!("use a name without '/' (and not \".\" or \"..\"), the NAME of {flag} NAME=PATH"),
+        ));
+    }
+    Ok(())
+}
+
 /// A cgroup name: one path component below the scenario's managed parent.
 pub(super) fn cgroup_name(value: &str) -> Result<(), Problem> {
     name("cgroup name", value)?;
@@ -419,7 +434,7 @@ pub(super) fn cgroup_def(def: &CgroupDef, topo: Option<&Topology>) -> Result<(),
         work_spec(w, topo).map_err(ctx)?;
     }
     if let Some(p) = &def.payload {
-        name("payload name", &p.name).map_err(ctx)?;
+        staged_name("payload name", &p.name).map_err(ctx)?;
     }
     Ok(())
 }

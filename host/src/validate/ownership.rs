@@ -454,7 +454,7 @@ fn describe(info: &ScenarioInfo) -> Result<(), Problem> {
     }
     for (what, names) in [("payload name", &info.payloads), ("scheduler name", &info.schedulers)] {
         for (i, n) in names.iter().enumerate() {
-            args::name(what, n)?;
+            args::staged_name(what, n)?;
             if names[..i].contains(n) {
                 return Err(Problem::new(format!("{what} {n:?} is declared twice"), "declare each name once"));
             }
@@ -530,7 +530,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             args::cgroup_name(to)
         }
         Op::RunPayload { name, args: a, cgroup } => {
-            args::name("payload name", name)?;
+            args::staged_name("payload name", name)?;
             if let Some(cg) = cgroup {
                 args::cgroup_name(cg)?;
             }
@@ -540,7 +540,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             Ok(())
         }
         Op::WaitPayload { name, cgroup } | Op::KillPayload { name, cgroup } => {
-            args::name("payload name", name)?;
+            args::staged_name("payload name", name)?;
             cgroup.as_deref().map_or(Ok(()), args::cgroup_name)
         }
         Op::CaptureSnapshot { name } => args::name("snapshot name", name),
@@ -550,7 +550,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
         Op::ReadKernelHot { tag, target, width } => args::kernel_read(tag, target, width, true),
         Op::ReadKernelCold { tag, target, width } => args::kernel_read(tag, target, width, false),
         Op::AttachScheduler { scheduler } | Op::ReplaceScheduler { scheduler } => {
-            args::name("scheduler name", scheduler)
+            args::staged_name("scheduler name", scheduler)
         }
         Op::DetachScheduler | Op::RestartScheduler => Ok(()),
         Op::PinBpfMap { name } => {

@@ -712,3 +712,28 @@ fn cgroup_names_of_controller_interface_files_are_rejected() {
         Step::new(vec![Op::add_cgroup("cpu"), Op::add_cgroup("cpux.y"), Op::add_cgroup("memory-hog")], HoldSpec::FULL);
     validate_stream(&stream(Backdrop::new(), vec![ok])).unwrap();
 }
+
+#[test]
+fn payload_and_scheduler_names_with_a_slash_are_rejected_everywhere_with_one_message() {
+    let fix = |flag: &str| format!("use a name without '/' (and not \".\" or \"..\"), the NAME of {flag} NAME=PATH");
+    for (op, kind, what, flag) in [
+        (Op::run_payload("bin/stress", vec![], None), OpKind::RunPayload, "payload name", "--payload"),
+        (Op::wait_payload("../stress", None), OpKind::WaitPayload, "payload name", "--payload"),
+        (Op::attach_scheduler("/usr/bin/scx"), OpKind::AttachScheduler, "scheduler name", "--scheduler"),
+        (Op::replace_scheduler(".."), OpKind::ReplaceScheduler, "scheduler name", "--scheduler"),
+    ] {
+        let text = reject_at(vec![op], 0, kind, &format!("{what} "));
+        assert!(text.contains("is not a plain name: it names the file staged into the guest"), "{text}");
+        assert!(text.ends_with(&fix(flag)), "{text}");
+    }
+    for (payloads, schedulers, what) in
+        [(vec!["a/b".to_string()], vec![], "payload name"), (vec![], vec!["x/y".to_string()], "scheduler name")]
+    {
+        let mut i = info();
+        i.payloads = payloads;
+        i.schedulers = schedulers;
+        let e = Validator::new(&i).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("scenario \"t\", describe: {what} ")), "{e}");
+        assert!(e.contains("is not a plain name"), "{e}");
+    }
+}
