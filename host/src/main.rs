@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {:#}", e.error);
+            // The chain can carry a component's own text (its run error, a trap's stderr).
+            eprintln!("error: {}", schedbox::untrusted::escape(&format!("{:#}", e.error)));
             ExitCode::from(e.code)
         }
     }

@@ -32,3 +32,26 @@ fn a_closed_stdout_ends_plan_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
+
+#[test]
+fn component_text_reaches_the_terminal_escaped() {
+    // A report whose check messages and step error carry terminal controls (a
+    // hostile component's verdict): `schedbox report` prints them inert.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let json = serde_json::json!({
+        "scenarios": [{
+            "name": "hostile",
+            "verdict": "fail",
+            "messages": ["\u{1b}[2J\u{1b}]0;owned\u{7} cleared", "right\u{202E}left"],
+        }]
+    });
+    std::fs::write(&report, json.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox")).arg("report").arg(&report).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "{stdout:?}");
+    assert!(!stdout.contains('\u{202E}'), "{stdout:?}");
+    assert!(stdout.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7} cleared"), "{stdout}");
+    assert!(stdout.contains("right\\u{202e}left"), "{stdout}");
+}

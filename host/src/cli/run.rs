@@ -506,5 +506,6 @@ fn print_table(reports: &[ScenarioReport]) {
         count("skip"),
         count("error")
     );
-    super::print_stdout(&out);
+    // Messages and step errors come from the component and the guest.
+    super::print_stdout(&schedbox::untrusted::escape(&out));
 }

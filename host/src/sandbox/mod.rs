@@ -494,7 +494,9 @@ impl Sandbox {
         let mut store = self.store();
         let inst = self.instantiate(sc, &mut store)?;
         let r = inst.call_describe(&mut store).map_err(|e| classify(&sc.label, "describe", e));
-        Ok(finish_call(&sc.label, &store, r)?.into())
+        let mut info: ScenarioInfo = finish_call(&sc.label, &store, r)?.into();
+        info.summary = crate::untrusted::cap(info.summary);
+        Ok(info)
     }
 
     /// Calls `describe` then `run` in one instance and returns the validated stream.
@@ -511,8 +513,9 @@ impl Sandbox {
         store: &mut Store<HostState>,
         inst: &Scenario,
     ) -> Result<Plan, SandboxError> {
-        let info: ScenarioInfo =
+        let mut info: ScenarioInfo =
             inst.call_describe(&mut *store).map_err(|e| classify(&sc.label, "describe", e))?.into();
+        info.summary = crate::untrusted::cap(info.summary);
         let name = info.name.clone();
         store.data_mut().recorder.start(&info).map_err(Box::new)?;
         store.set_fuel(self.config.limits.fuel).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
@@ -520,6 +523,7 @@ impl Sandbox {
         let ran = inst.call_run(&mut *store).map_err(|e| classify(&name, "run", e))?;
         let rec = &mut store.data_mut().recorder;
         if let Err(message) = ran {
+            let message = crate::untrusted::cap(message);
             let rejection = rec.rejections.first().cloned().map(Box::new);
             return Err(SandboxError::RunFailed { scenario: name, message, rejection });
         }
@@ -538,7 +542,9 @@ impl Sandbox {
         store.data_mut().recorder.phase = Phase::Check;
         store.data_mut().recorder.step_metrics = results.step_metrics.clone();
         let r = inst.call_check(&mut store, &results.into()).map_err(|e| classify(scenario, "check", e));
-        Ok(finish_call(&sc.label, &store, r)?.into())
+        let mut verdict: Verdict = finish_call(&sc.label, &store, r)?.into();
+        verdict.messages = crate::untrusted::cap_messages(verdict.messages);
+        Ok(verdict)
     }
 }
 
@@ -580,7 +586,7 @@ fn finish_call<T>(label: &str, store: &Store<HostState>, r: Result<T, SandboxErr
             }
             if !stderr_tail.is_empty() {
                 message.push_str("\nguest stderr (last lines):\n  ");
-                message.push_str(&stderr_tail.join("\n  "));
+                message.push_str(&crate::untrusted::cap(stderr_tail.join("\n  ")));
             }
         }
         e

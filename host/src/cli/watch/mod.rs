@@ -312,7 +312,8 @@ impl Watch<'_> {
 
     /// A component that cannot run: say why, remember it failed, keep going.
     fn refuse(&mut self, path: &Path, sha: Option<&str>, stage: &str, message: String) {
-        eprintln!("✗ {} ({stage}): {message}\n  waiting for the next version", path.display());
+        let shown = schedbox::untrusted::escape(&message);
+        eprintln!("✗ {} ({stage}): {shown}\n  waiting for the next version", path.display());
         self.events.emit(
             "error",
             json!({ "path": path.display().to_string(), "component_sha": sha, "stage": stage, "message": message }),
@@ -335,9 +336,9 @@ impl Watch<'_> {
             })
             .collect();
         let ms = exec.duration.as_millis() as u64;
-        eprintln!("{:<9} {name} ({ms} ms)", verdict.to_uppercase());
+        eprintln!("{:<9} {} ({ms} ms)", verdict.to_uppercase(), schedbox::untrusted::escape(name));
         for m in messages {
-            eprintln!("    - {m}");
+            eprintln!("    - {}", schedbox::untrusted::escape(m));
         }
         self.events.emit(
             "verdict",
