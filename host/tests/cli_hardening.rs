@@ -55,3 +55,33 @@ fn component_text_reaches_the_terminal_escaped() {
     assert!(stdout.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7} cleared"), "{stdout}");
     assert!(stdout.contains("right\\u{202e}left"), "{stdout}");
 }
+
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let help = Command::new(env!("CARGO_BIN_EXE_schedbox")).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Exit status:") && text.contains("  3        guest or host environment failure"), "{text}");
+
+    // Bad usage: 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox")).args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // A guest that cannot boot (no usable kernel) is the environment's failure, not
+    // the scenario's and not bad usage: 3, with the scenario reported as an error.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_schedbox"))
+        .arg("run")
+        .arg(built("target/scenarios/rust/move-tasks.wasm"))
+        .arg("--kernel")
+        .arg(dir.path().join("no-such-vmlinux"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ERROR   move-tasks") && stdout.contains("booting a"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["scenarios"][0]["verdict"], "error", "{json:#}");
+}

@@ -1,5 +1,5 @@
-//! Subcommands. Exit codes: 0 ok, 1 scenario or validation failure, 2 usage or
-//! environment error.
+//! Subcommands. Exit codes ([`EXIT_CODES`]): 0 ok, 1 a scenario failed, 2 usage or
+//! bad input, 3 guest or host environment failure, 128 + N stopped by signal N.
 
 mod cache;
 mod fuzz;
@@ -37,7 +37,8 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 #[command(
     name = "schedbox",
     version = VERSION.as_str(),
-    about = "Run sandboxed WebAssembly scheduler scenarios against a real Linux kernel"
+    about = "Run sandboxed WebAssembly scheduler scenarios against a real Linux kernel",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
@@ -209,6 +210,24 @@ impl SandboxArgs {
     }
 }
 
+/// The exit status table, as `--help` prints it (the README has the same table).
+pub const EXIT_CODES: &str = "Exit status:
+  0        every scenario passed (or the command succeeded)
+  1        a scenario failed: its check (a fail verdict, a trap or bound in check), an op
+           error, validation, a refused import or a policy refusal
+  2        usage or bad input: a flag, a missing or unreadable file, not a component or
+           stream, a bad policy file
+  3        guest or host environment failure: no usable kernel, QEMU or backend, a guest
+           that did not boot or was lost, an agent that stopped answering
+  128+N    stopped by signal N (run, vm info, watch)";
+
+/// Exit status 1: a scenario failed.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit status 2: usage or bad input.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status 3: a guest or the host environment failed.
+pub const EXIT_GUEST: u8 = 3;
+
 /// A failed command: the message and the exit code.
 pub struct Failure {
     pub error: anyhow::Error,
@@ -216,14 +235,20 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Bad usage or input: exit 2.
     pub fn usage(error: anyhow::Error) -> Self {
-        Self { error, code: 2 }
+        Self { error, code: EXIT_USAGE }
+    }
+
+    /// A guest that did not boot or was lost, or a missing kernel/QEMU/backend: exit 3.
+    pub fn guest(error: anyhow::Error) -> Self {
+        Self { error, code: EXIT_GUEST }
     }
 }
 
 impl From<Box<Refused>> for Failure {
     fn from(e: Box<Refused>) -> Self {
-        Self { error: anyhow::Error::new(*e), code: 1 }
+        Self { error: anyhow::Error::new(*e), code: EXIT_FAIL }
     }
 }
 

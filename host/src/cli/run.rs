@@ -281,6 +281,7 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
     out.save()?;
     let mut reports: Vec<Option<ScenarioReport>> = (0..planned.len()).map(|_| None).collect();
     let mut why_not: Vec<Option<String>> = vec![None; planned.len()];
+    let mut guest_failed = false;
     let interrupted = || interrupt::received().map(|s| format!("interrupted by {}", interrupt::name(s)));
     'groups: for key in order {
         let (topology, members) = &groups[&key];
@@ -311,6 +312,7 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
                     }
                     Err(f) => {
                         let error = format!("booting a {topology} guest: {:#}", f.error);
+                        guest_failed = true;
                         reports[i] = Some(not_executed(p, error));
                         save_progress(out, &reports)?;
                         continue;
@@ -322,6 +324,8 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
             let mut progress = RunProgress::new(&p.stream.scenario.name);
             let exec = execute_observed(machine.as_mut(), &p.stream, &staging.defaults, &p.grants, &mut progress);
             drop(progress);
+            // The guest, the agent or the teardown failed (not the scenario's own verdict).
+            guest_failed |= exec.error.is_some() && !exec.cancelled;
             reports[i] = Some(if exec.cancelled {
                 let why = interrupted().unwrap_or_else(|| "cancelled".into());
                 let mut r = judge_unchecked(p, exec);
@@ -375,10 +379,12 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
     out.report.complete = out.report.not_run.is_empty();
     out.report.ended = "every scenario ran".into();
     let verdicts = |v: &str| out.report.scenarios.iter().any(|r| r.verdict == v);
-    Ok(if verdicts("error") {
-        2
-    } else if verdicts("fail") {
-        1
+    // A check that trapped or hit a bound is the scenario's failure (1), as is a
+    // fail verdict; a guest that did not boot or broke is the environment's (3).
+    Ok(if guest_failed {
+        super::EXIT_GUEST
+    } else if verdicts("error") || verdicts("fail") {
+        super::EXIT_FAIL
     } else {
         0
     })

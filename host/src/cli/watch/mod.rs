@@ -301,7 +301,7 @@ impl Watch<'_> {
         // A fresh guest is clean by construction; verifying it is the baseline (and cheap).
         let baseline = g.reset(&mut self.events)?;
         if !baseline.verified {
-            return Err(Failure::usage(anyhow!(
+            return Err(Failure::guest(anyhow!(
                 "a freshly booted guest does not verify clean ({}): check the kernel and the agent",
                 baseline.reason.unwrap_or_default()
             )));
