@@ -107,3 +107,21 @@ fn a_payload_name_with_a_slash_is_refused_by_validation_not_staging() {
     assert!(stderr.contains("the NAME of --payload NAME=PATH"), "{stderr}");
     assert!(!stderr.contains("pass --payload bin/fio=PATH"), "no contradictory fix: {stderr}");
 }
+
+#[test]
+fn replays_are_checked_like_planned_streams() {
+    let (code, stderr) = replay_edited(|j| j["steps"][0]["ops"][0]["nmae"] = "x".into());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not an op stream") && stderr.contains("unknown field `nmae`"), "{stderr}");
+    let (code, stderr) = replay_edited(|j| j["contract"] = "anything".into());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the stream's contract \"anything\" is not this host's contract"), "{stderr}");
+    let (code, stderr) = replay_edited(|j| j["steps"][0]["ops"][4]["tag"] = "t".repeat(1 << 20).into());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("step 0, op 4 (capture-cgroup-procs): the op's arguments have 1048579 bytes")
+            && stderr.contains("the bound is 65536 bytes"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+}

@@ -17,7 +17,7 @@ use schedbox::op_model::{OpStream, Topology};
 use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
 use schedbox::sandbox::{digest, LoadedScenario, Sandbox};
-use schedbox::validate::validate_stream;
+use schedbox::validate::validate_replay;
 use serde::Serialize;
 
 use super::staging::Staging;
@@ -188,7 +188,7 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?;
         let stream: OpStream = serde_json::from_str(&text)
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
-        validate_stream(&stream).map_err(|e| Failure { error: e.into(), code: 1 })?;
+        validate_replay(&stream, policy.limits.max_arg_bytes).map_err(|e| Failure { error: e.into(), code: 1 })?;
         let label = path.display().to_string();
         let subject = Subject { label: &label, digest: &digest(text.as_bytes()), signature: None };
         policy.admit(subject, &stream)?;

@@ -737,3 +737,74 @@ fn payload_and_scheduler_names_with_a_slash_are_rejected_everywhere_with_one_mes
         assert!(e.contains("is not a plain name"), "{e}");
     }
 }
+
+/// A valid stream as JSON, changed by `edit`, parsed as a replay is.
+fn replay_json(edit: impl FnOnce(&mut serde_json::Value)) -> Result<OpStream, String> {
+    let s = stream(
+        Backdrop::new(),
+        vec![Step::with_defs(
+            vec![CgroupDef::named("a").workers(1)],
+            vec![Op::run_payload("stress", vec!["-c".into()], Some("a".into()))],
+            HoldSpec::fixed_ms(10),
+        )],
+    );
+    let mut v = serde_json::to_value(&s).unwrap();
+    edit(&mut v);
+    serde_json::from_value::<OpStream>(v).map_err(|e| e.to_string())
+}
+
+#[test]
+fn replays_refuse_unknown_fields_and_misspelled_keys_at_every_level() {
+    replay_json(|_| {}).expect("the unedited stream parses");
+    for (edit, field) in [
+        (
+            Box::new(|j: &mut serde_json::Value| j["extra"] = 1.into()) as Box<dyn FnOnce(&mut serde_json::Value)>,
+            "extra",
+        ),
+        (Box::new(|j: &mut serde_json::Value| j["scenario"]["duraton_ms"] = 1.into()), "duraton_ms"),
+        (Box::new(|j: &mut serde_json::Value| j["scenario"]["topology"]["numa"] = 1.into()), "numa"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["hodl"] = 1.into()), "hodl"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["ops"][0]["cgruop"] = "a".into()), "cgruop"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["setup"][0]["cpu_wieght"] = 5.into()), "cpu_wieght"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["setup"][0]["workers"][0]["nicee"] = 5.into()), "nicee"),
+        (Box::new(|j: &mut serde_json::Value| j["backdrop"]["opz"] = serde_json::json!([])), "opz"),
+    ] {
+        let e = replay_json(edit).expect_err(field);
+        assert!(e.contains(&format!("unknown field `{field}`")), "{field}: {e}");
+    }
+    // A struct variant of an externally tagged enum (a work type's fields).
+    let e = replay_json(|j| {
+        j["steps"][0]["setup"][0]["workers"][0]["work"] = serde_json::json!({"wake-chain": {"depth": 2, "dpeth": 3}})
+    })
+    .expect_err("misspelled work field");
+    assert!(e.contains("unknown field `dpeth`"), "{e}");
+}
+
+#[test]
+fn replays_need_this_hosts_contract_and_keep_the_argument_bound() {
+    let ok = replay_json(|_| {}).unwrap();
+    validate_replay(&ok, 64 << 10).unwrap();
+    let mut other = ok.clone();
+    other.contract = "schedbox:scenario@9.9.9".into();
+    let e = validate_replay(&other, 64 << 10).unwrap_err().to_string();
+    assert!(e.contains("contract \"schedbox:scenario@9.9.9\" is not this host's contract \"schedbox:scenario@"), "{e}");
+    assert!(e.contains("fix: re-plan"), "{e}");
+    // A 70 KiB payload argument: the 64 KiB bound the sandbox puts on each call.
+    let mut big = ok.clone();
+    big.steps[0].ops[0] = Op::run_payload("stress", vec!["x".repeat(70 << 10)], Some("a".into()));
+    validate_stream(&big).expect("valid but for its size");
+    let e = validate_replay(&big, 64 << 10).unwrap_err();
+    assert_eq!((e.section, e.op_index, e.op), (Some(Section::Step(0)), Some(0), Some(OpKind::RunPayload)), "{e}");
+    assert!(e.to_string().contains("71687 bytes of string/list arguments; the bound is 65536 bytes"), "{e}");
+    assert!(e.to_string().contains("raise `max-arg-kib`"), "{e}");
+    // The setup cgroups of a step are measured together, as one open-step call is.
+    let mut setup = ok.clone();
+    setup.steps[0].setup[0].name = "y".repeat(200);
+    setup.steps[0].setup.extend((0..400).map(|i| CgroupDef::named(format!("{i}{}", "z".repeat(200)))));
+    let e = validate_replay(&setup, 64 << 10).unwrap_err();
+    assert_eq!((e.section, e.op_index), (Some(Section::Step(0)), None), "{e}");
+    assert!(e.to_string().contains("the setup cgroups have"), "{e}");
+    // The same measure as the sandbox's: string bytes plus 4 per number.
+    assert_eq!(arg_bytes(&Op::add_cgroup("abc")), 3);
+    assert_eq!(arg_bytes(&Op::set_cpuset("ab", CpusetSpec::Exact(vec![1, 2, 3]))), 2 + 12);
+}
