@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // The chain can carry a component's own text (its run error, a trap's stderr).
-            eprintln!("error: {}", schedbox::untrusted::escape(&format!("{:#}", e.error)));
+            eprintln!("error: {}", schedbox::untrusted::escape(&cli::error_text(&e.error)));
             ExitCode::from(e.code)
         }
     }

@@ -85,3 +85,27 @@ fn exit_codes_follow_the_documented_table() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["scenarios"][0]["verdict"], "error", "{json:#}");
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let missing = missing.to_str().unwrap();
+    let scenario = built("target/scenarios/rust/move-tasks.wasm");
+    let scenario = scenario.to_str().unwrap();
+    let report = dir.path().join("no-such-dir").join("r.json");
+    let cases: [&[&str]; 5] = [
+        &["run", missing],
+        &["plan", missing],
+        &["inspect", missing],
+        &["plan", "--policy", missing, scenario],
+        &["run", "--kernel", missing, "--report", report.to_str().unwrap(), scenario],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_schedbox")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{args:?}: {stderr}"));
+        assert_eq!(line.matches("os error 2").count(), 1, "{args:?}: {line}");
+        assert!(line.contains("missing.wasm") || line.contains("no-such-dir"), "{args:?}: {line}");
+    }
+}

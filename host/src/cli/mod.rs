@@ -221,6 +221,25 @@ pub const EXIT_CODES: &str = "Exit status:
            that did not boot or was lost, an agent that stopped answering
   128+N    stopped by signal N (run, vm info, watch)";
 
+/// An error and its causes on one line, as `{:#}` writes them, except that a
+/// cause whose text its parent's message already carries (an error type whose
+/// message embeds `{source}`, a context that embeds `{e}`) is not repeated.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut parent = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out.push_str(&text);
+        } else if !parent.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        parent = text;
+    }
+    out
+}
+
 /// Exit status 1: a scenario failed.
 pub const EXIT_FAIL: u8 = 1;
 /// Exit status 2: usage or bad input.
@@ -286,5 +305,26 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Key(a) => sign::key(a),
         Command::Sign(a) => sign::sign(a),
         Command::SourceDigest(a) => sign::source_digest(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+    use anyhow::Context;
+
+    #[test]
+    fn error_text_names_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        // A context that embeds its cause.
+        let e = Err::<(), _>(io()).map_err(|e| anyhow::anyhow!("cannot read x: {e}")).unwrap_err();
+        assert_eq!(error_text(&e), "cannot read x: No such file or directory (os error 2)");
+        let e = Err::<(), _>(io()).context("cannot read x: No such file or directory (os error 2)").unwrap_err();
+        assert_eq!(error_text(&e), "cannot read x: No such file or directory (os error 2)");
+        // A context that does not: the cause follows, once.
+        let e = Err::<(), _>(io()).context("reading x").unwrap_err();
+        assert_eq!(error_text(&e), "reading x: No such file or directory (os error 2)");
+        let e = Err::<(), _>(io()).context("reading x").context("loading y").unwrap_err();
+        assert_eq!(error_text(&e), "loading y: reading x: No such file or directory (os error 2)");
     }
 }
