@@ -109,3 +109,29 @@ fn an_error_names_its_cause_once() {
         assert!(line.contains("missing.wasm") || line.contains("no-such-dir"), "{args:?}: {line}");
     }
 }
+
+/// Runs `schedbox ARGS` with stderr a pipe (never a terminal): (exit code, stderr bytes).
+fn stderr_of(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Option<i32>, Vec<u8>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedbox"));
+    cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), out.stderr)
+}
+
+#[test]
+fn the_backend_warning_is_logged_once_per_process() {
+    // `run` picks the backend for the report, then again for each guest it boots:
+    // where /dev/kvm is software PVM or missing, that used to warn each time.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = built("target/scenarios/rust/move-tasks.wasm");
+    let kernel = dir.path().join("no-such-vmlinux");
+    let (code, stderr) =
+        stderr_of(&["run".as_ref(), scenario.as_os_str(), "--kernel".as_ref(), kernel.as_os_str()], &[]);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(code, Some(3), "{stderr}");
+    let warnings = stderr.lines().filter(|l| l.contains("WARN") && l.contains("/dev/kvm")).count();
+    assert!(warnings <= 1, "{stderr}");
+}

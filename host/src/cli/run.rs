@@ -276,7 +276,7 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
         }
         groups.entry(key).or_insert((t, Vec::new())).1.push(i);
     }
-    let backend = machine::select_backend(a.guest.backend).map_err(|e| Failure::usage(e.into()))?;
+    let backend = machine::select_backend(a.guest.backend).map_err(|e| Failure::guest(e.into()))?;
     out.report.backend = Some(backend);
     out.save()?;
     let mut reports: Vec<Option<ScenarioReport>> = (0..planned.len()).map(|_| None).collect();
