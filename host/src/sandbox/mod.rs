@@ -101,6 +101,9 @@ pub struct HostState {
     memory_limit: usize,
     /// Bytes of all linear memories of the store, and elements of all its tables.
     memory_used: usize,
+    /// `memory_used` before the growth last permitted, and the total it asked for:
+    /// a growth that then fails is taken back and reported.
+    growing: (usize, usize),
     table_elements: usize,
     /// When the current export call's wall-clock budget runs out.
     deadline: std::time::Instant,
@@ -127,6 +130,16 @@ pub struct MemoryBoundError {
     pub limit: usize,
 }
 
+/// A permitted growth that then failed (the memory's own maximum, or the host
+/// could not map it): traps the guest with this error, reported as the memory bound.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory (all memories of the instance together) could not grow to {desired} bytes: {cause}; the bound is {limit} bytes (raise it with --wasm-memory, or `wasm-memory-mib` in [limits] of the policy; a maximum the component declares itself needs a rebuild)")]
+pub struct MemoryGrowFailed {
+    pub desired: usize,
+    pub limit: usize,
+    pub cause: String,
+}
+
 impl ResourceLimiter for HostState {
     /// The bound is on the sum of every linear memory of the store.
     fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
@@ -134,8 +147,17 @@ impl ResourceLimiter for HostState {
         if total > self.memory_limit {
             return Err(MemoryBoundError { desired: total, limit: self.memory_limit }.into());
         }
+        self.growing = (self.memory_used, total);
         self.memory_used = total;
         Ok(true)
+    }
+    /// A growth `memory_growing` permitted failed: it no longer counts, and the
+    /// guest traps with [`MemoryGrowFailed`] instead of seeing `memory.grow` -1.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        let (before, desired) = self.growing;
+        self.memory_used = before;
+        tracing::debug!("linear memory growth to {desired} bytes failed: {error:#}");
+        Err(MemoryGrowFailed { desired, limit: self.memory_limit, cause: format!("{error:#}") }.into())
     }
     /// At most 2^20 table elements in all tables of the store.
     fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
@@ -452,6 +474,7 @@ impl Sandbox {
             recorder: Recorder::new(self.config.limits.clone()),
             memory_limit: self.config.limits.memory_bytes,
             memory_used: 0,
+            growing: (0, 0),
             table_elements: 0,
             deadline: std::time::Instant::now(),
             wasi,
@@ -605,6 +628,9 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
         message: format!("{message}{backtrace}"),
     };
     if let Some(m) = e.downcast_ref::<MemoryBoundError>() {
+        return bound(Bound::Memory, m.to_string());
+    }
+    if let Some(m) = e.downcast_ref::<MemoryGrowFailed>() {
         return bound(Bound::Memory, m.to_string());
     }
     if let Some(s) = e.downcast_ref::<StoppedBySignal>() {
