@@ -135,3 +135,39 @@ fn the_backend_warning_is_logged_once_per_process() {
     let warnings = stderr.lines().filter(|l| l.contains("WARN") && l.contains("/dev/kvm")).count();
     assert!(warnings <= 1, "{stderr}");
 }
+
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    // The backend warning (where /dev/kvm is PVM or missing) and the boot error's
+    // log lines; on any host, -v adds schedbox's own info lines.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = built("target/scenarios/rust/move-tasks.wasm");
+    let kernel = dir.path().join("no-such-vmlinux");
+    let args = ["-v".as_ref(), "run".as_ref(), scenario.as_os_str(), "--kernel".as_ref(), kernel.as_os_str()];
+    let (_, stderr) = stderr_of(&args, &[]);
+    assert!(!stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&stderr));
+    let (_, stderr) = stderr_of(&args, &[("NO_COLOR", "1")]);
+    assert!(!stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&stderr));
+}
+
+#[test]
+fn verbose_logging_is_schedbox_s_own() {
+    // Compiling a component (no cache) makes wasmtime and cranelift log thousands
+    // of debug lines; -vv shows schedbox's debug lines and none of theirs.
+    let scenario = built("target/scenarios/rust/move-tasks.wasm");
+    let args = ["-vv".as_ref(), "plan".as_ref(), "--no-cache".as_ref(), scenario.as_os_str()];
+    let (code, stderr) = stderr_of(&args, &[]);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(code, Some(0), "{stderr}");
+    let level_and_target = |l: &str| -> Option<(String, String)> {
+        let mut words = l.split_whitespace().skip(1);
+        Some((words.next()?.to_owned(), words.next()?.trim_end_matches(':').to_owned()))
+    };
+    let lines: Vec<(String, String)> = stderr.lines().filter_map(level_and_target).collect();
+    let foreign: Vec<&(String, String)> =
+        lines.iter().filter(|(lvl, t)| (lvl == "DEBUG" || lvl == "INFO") && !t.starts_with("schedbox")).collect();
+    assert!(foreign.is_empty(), "{} foreign lines, e.g. {:?}", foreign.len(), foreign.first());
+    // RUST_LOG still overrides: it can ask for them.
+    let (_, stderr) = stderr_of(&args, &[("RUST_LOG", "debug")]);
+    assert!(String::from_utf8_lossy(&stderr).lines().count() > 100, "RUST_LOG=debug shows every crate");
+}

@@ -41,7 +41,8 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    /// More logging from schedbox itself (-v info, -vv debug; other crates stay at
+    /// warn); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -278,15 +279,26 @@ impl From<SandboxError> for Failure {
     }
 }
 
+/// Logging to stderr. `-v`/`-vv` raise the level of schedbox's own crates
+/// (`schedbox`, `schedbox_*`: a target prefix) to info/debug; every other crate
+/// (wasmtime, cranelift, …) stays at warn. `RUST_LOG` replaces the whole filter.
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty.
 pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(verbose)));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+/// The log filter without `RUST_LOG`.
+fn default_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "warn,schedbox=info",
+        _ => "warn,schedbox=debug",
+    }
 }
 
 pub fn run(cli: Cli) -> Result<u8, Failure> {
