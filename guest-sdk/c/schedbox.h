@@ -870,6 +870,22 @@ static inline void sb_step_metrics_free(sb_step_metrics_list_t *l) {
     schedbox_scenario_metrics_list_step_metrics_free(l);
 }
 
+/* The latencies of every worker of the step metrics, in the same order (step, then
+ * its workers): wake-up and request latency, each cumulative since the worker
+ * started, `is_some` for the work types that measure them. Fetch once in `check`
+ * with `sb_step_latencies()` and release with `sb_step_latencies_free`. */
+typedef schedbox_scenario_metrics_list_worker_latency_t sb_latencies_t;
+typedef schedbox_scenario_metrics_worker_latency_t sb_worker_latency_t;
+typedef schedbox_scenario_metrics_latency_t sb_latency_t;
+
+static inline sb_latencies_t sb_step_latencies(void) {
+    sb_latencies_t l = {0};
+    schedbox_scenario_metrics_latencies(&l);
+    return l;
+}
+
+static inline void sb_step_latencies_free(sb_latencies_t *l) { schedbox_scenario_metrics_list_worker_latency_free(l); }
+
 /* The live cgroup `name` at the end of step metrics `s`, or NULL. */
 static inline const sb_cgroup_state_t *sb_step_cgroup(const sb_step_metrics_t *s, const char *name) {
     for (size_t i = 0; i < s->cgroups.len; i++)
@@ -1172,6 +1188,71 @@ static inline bool sb_expect_phase_ratio(sb_checker_t *c, const sb__steps_t *s, 
     return sb_expect(c, ratio >= lo && ratio <= hi,
                      "phase ratio: cgroup `%s`: step %u did %.0f units/s, step %u %.0f units/s (ratio %s, want %g..=%g)",
                      cgroup, (unsigned)b, rb, (unsigned)a, ra, r, lo, hi);
+}
+
+/* Which latency `sb_expect_latency_bound` judges: `wake` or `request`. */
+typedef enum { SB_LATENCY_WAKE, SB_LATENCY_REQUEST } sb_latency_kind_t;
+
+static inline const sb_latency_t *sb__latency_of(const sb_latencies_t *l, uint32_t step, uint32_t tid,
+                                                 sb_latency_kind_t kind) {
+    for (size_t k = 0; k < l->len; k++) {
+        const sb_worker_latency_t *x = &l->ptr[k];
+        if (x->step != step || x->tid != tid) continue;
+        if (kind == SB_LATENCY_WAKE) return x->wake.is_some ? &x->wake.val : NULL;
+        return x->request.is_some ? &x->request.val : NULL;
+    }
+    return NULL;
+}
+
+/* Latency bound: in every step where `cgroup` lived, each of its live workers
+ * measured `kind` latency during that step (its sample count grew since the previous
+ * step's end) and its p99 (cumulative since the worker started) is at most
+ * `max_p99_ns`. A worker with no such latency fails. */
+static inline bool sb_expect_latency_bound(sb_checker_t *c, const sb__steps_t *s, const sb_latencies_t *l,
+                                           const char *cgroup, sb_latency_kind_t kind, uint64_t max_p99_ns) {
+    if (!sb__steps_with(c, s, cgroup, "latency bound")) return false;
+    const char *what = kind == SB_LATENCY_WAKE ? "wake" : "request";
+    bool ok = true;
+    for (size_t i = 0; i < s->len; i++) {
+        if (!sb_step_cgroup(&s->ptr[i], cgroup)) continue;
+        unsigned step = (unsigned)s->ptr[i].step;
+        size_t live = 0;
+        for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+            const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+            if (sb_str_eq(w->cgroup, cgroup) && w->alive) live++;
+        }
+        if (!live) {
+            ok = false;
+            sb_fail(c, "latency bound: step %u, cgroup `%s`: no live worker", step, cgroup);
+        }
+        for (size_t j = 0; j < s->ptr[i].workers.len; j++) {
+            const sb_worker_stat_t *w = &s->ptr[i].workers.ptr[j];
+            if (!sb_str_eq(w->cgroup, cgroup) || !w->alive) continue;
+            const sb_latency_t *x = sb__latency_of(l, s->ptr[i].step, w->tid, kind);
+            if (!x) {
+                ok = false;
+                sb_fail(c, "latency bound: step %u, cgroup `%s`, worker %u: no %s latency measured", step, cgroup,
+                        (unsigned)w->tid, what);
+                continue;
+            }
+            const sb_latency_t *p = i ? sb__latency_of(l, s->ptr[i - 1].step, w->tid, kind) : NULL;
+            if (x->samples <= (p ? p->samples : 0)) {
+                ok = false;
+                sb_fail(c, "latency bound: step %u, cgroup `%s`, worker %u: no %s latency samples in the step (%llu in all)",
+                        step, cgroup, (unsigned)w->tid, what, (unsigned long long)x->samples);
+            }
+            if (x->p99_ns > max_p99_ns) {
+                ok = false;
+                sb_fail(c,
+                        "latency bound: step %u, cgroup `%s`, worker %u: %s p99 %llu ns (bound %llu ns; p50 %llu ns, "
+                        "p90 %llu ns, max %llu ns, %llu samples since it started)",
+                        step, cgroup, (unsigned)w->tid, what, (unsigned long long)x->p99_ns,
+                        (unsigned long long)max_p99_ns, (unsigned long long)x->p50_ns, (unsigned long long)x->p90_ns,
+                        (unsigned long long)x->max_ns, (unsigned long long)x->samples);
+            }
+        }
+    }
+    return ok;
 }
 
 /* Scheduler stayed attached: at the end of every step in first..=last, sched_ext

@@ -263,6 +263,93 @@ func (c *Checker) ExpectPhaseRatio(steps []StepMetrics, cgroup string, a, b uint
 		cgroup, b, rb, a, ra, ratioText(ratio), lo, hi)
 }
 
+// LatencyKind says which latency ExpectLatencyBound judges.
+type LatencyKind int
+
+const (
+	// LatencyWake is WorkerLatency.Wake: wake-up latency.
+	LatencyWake LatencyKind = iota
+	// LatencyRequest is WorkerLatency.Request: schbench's request latency, the
+	// lock wait of mutex-contention and priority-inversion.
+	LatencyRequest
+)
+
+func (k LatencyKind) name() string {
+	if k == LatencyRequest {
+		return "request"
+	}
+	return "wake"
+}
+
+func latencyOf(lat []WorkerLatency, step, tid uint32, kind LatencyKind) *Latency {
+	for i := range lat {
+		if lat[i].Step != step || lat[i].Tid != tid {
+			continue
+		}
+		o := lat[i].Wake
+		if kind == LatencyRequest {
+			o = lat[i].Request
+		}
+		if o.IsNone() {
+			return nil
+		}
+		l := o.Some()
+		return &l
+	}
+	return nil
+}
+
+// ExpectLatencyBound: in every step where cgroup lived, each of its live
+// workers measured kind latency during that step (its sample count grew since
+// the previous step's end) and its p99 (cumulative since the worker started)
+// is at most maxP99Ns. A worker with no such latency fails.
+func (c *Checker) ExpectLatencyBound(steps []StepMetrics, lat []WorkerLatency, cgroup string, kind LatencyKind, maxP99Ns uint64) bool {
+	with := c.stepsWith(steps, cgroup, "latency bound")
+	if with == nil {
+		return false
+	}
+	what := kind.name()
+	ok := true
+	for _, i := range with {
+		step := steps[i].Step
+		var live []*WorkerStat
+		for _, w := range workersOf(&steps[i], cgroup) {
+			if w.Alive {
+				live = append(live, w)
+			}
+		}
+		if len(live) == 0 {
+			ok = false
+			c.Fail("latency bound: step %d, cgroup `%s`: no live worker", step, cgroup)
+		}
+		for _, w := range live {
+			l := latencyOf(lat, step, w.Tid, kind)
+			if l == nil {
+				ok = false
+				c.Fail("latency bound: step %d, cgroup `%s`, worker %d: no %s latency measured", step, cgroup, w.Tid, what)
+				continue
+			}
+			var before uint64
+			if i > 0 {
+				if p := latencyOf(lat, steps[i-1].Step, w.Tid, kind); p != nil {
+					before = p.Samples
+				}
+			}
+			if l.Samples <= before {
+				ok = false
+				c.Fail("latency bound: step %d, cgroup `%s`, worker %d: no %s latency samples in the step (%d in all)",
+					step, cgroup, w.Tid, what, l.Samples)
+			}
+			if l.P99Ns > maxP99Ns {
+				ok = false
+				c.Fail("latency bound: step %d, cgroup `%s`, worker %d: %s p99 %d ns (bound %d ns; p50 %d ns, p90 %d ns, max %d ns, %d samples since it started)",
+					step, cgroup, w.Tid, what, l.P99Ns, maxP99Ns, l.P50Ns, l.P90Ns, l.MaxNs, l.Samples)
+			}
+		}
+	}
+	return ok
+}
+
 // ExpectSchedulerAttached: at the end of every step in first..=last, sched_ext
 // is enabled and, when ops is not "", root/ops names it.
 func (c *Checker) ExpectSchedulerAttached(steps []StepMetrics, first, last uint32, ops string) bool {

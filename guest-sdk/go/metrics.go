@@ -21,6 +21,19 @@ type WorkerStat = metrics.WorkerStat
 // outside Check. Call it once per Check: each call copies them.
 func GetStepMetrics() []StepMetrics { return metrics.Steps() }
 
+// WorkerLatency is one worker's latencies at the end of a step (see
+// GetStepLatencies): Wake and Request, each an option of Latency.
+type WorkerLatency = metrics.WorkerLatency
+
+// Latency is a latency distribution, cumulative since the worker started:
+// samples, p50/p90/p99 (floors of log-linear buckets, within 25 %) and max, ns.
+type Latency = metrics.Latency
+
+// GetStepLatencies is the latencies of every worker of GetStepMetrics, in the
+// same order (step, then its workers), for the work types that measure them.
+// Empty outside Check. Call it once per Check.
+func GetStepLatencies() []WorkerLatency { return metrics.Latencies() }
+
 // StepCgroup is the live cgroup name at the end of step s, or nil.
 func StepCgroup(s *StepMetrics, name string) *CgroupState {
 	for i := range s.Cgroups {

@@ -28,7 +28,7 @@
 // (set-cpuset): disjoint index 2 is not below of=2 — use an index in 0..2`.
 
 import * as ops from "schedbox:scenario/ops@0.1.0";
-import { steps as metricsSteps } from "schedbox:scenario/metrics@0.1.0";
+import { steps as metricsSteps, latencies as metricsLatencies } from "schedbox:scenario/metrics@0.1.0";
 
 const u64 = (v) => (typeof v === "bigint" ? v : BigInt(v));
 const millis = (v) => {
@@ -348,6 +348,17 @@ export class Results {
  */
 export function stepMetrics() { return metricsSteps(); }
 
+/**
+ * The latencies of every worker of `stepMetrics()`, in the same order (step, then its workers):
+ * `{ step, cgroup, tid, wake, request }`, `wake` and `request` each `undefined` or
+ * `{ samples, p50Ns, p90Ns, p99Ns, maxNs }` (BigInts), cumulative since the worker started.
+ * Empty outside `check`.
+ */
+export function stepLatencies() { return metricsLatencies(); }
+
+/** Which latency `Checker.expectLatencyBound` judges. */
+export const LatencyKind = { Wake: "wake", Request: "request" };
+
 export const Verdict = {
   pass: () => ({ outcome: "pass", messages: [] }),
   fail: (message) => ({ outcome: "fail", messages: [message] }),
@@ -361,7 +372,62 @@ const debug = (v) => {
   return String(v);
 };
 
-/** Collects failed expectations into a verdict, with the Rust SDK's messages. */
+/** Rust's `{:.d}` of a finite x >= 0: the exact value rounded half to even (`toFixed` rounds ties up). */
+const fixed = (x, d) => {
+  const up = x.toFixed(d);
+  const exact = x.toFixed(100);
+  const dot = exact.indexOf(".");
+  const kept = exact.slice(0, d === 0 ? dot : dot + 1 + d);
+  const tie = /^50*$/.test(exact.slice(dot + 1 + d));
+  return tie && Number(kept[kept.length - 1]) % 2 === 0 ? kept : up;
+};
+
+/** Rust's `{}` of an f64 bound: 2 as `2`, never an exponent. */
+const fnum = (x) => {
+  if (typeof x === "bigint") return String(x);
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? "NaN" : x > 0 ? "inf" : "-inf";
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(String(x));
+  if (!m) return String(x);
+  const [, sign, first, frac = "", e] = m;
+  const exp = Number(e);
+  if (exp < 0) return `${sign}0.${"0".repeat(-exp - 1)}${first}${frac}`;
+  return `${sign}${first}${frac}${"0".repeat(Math.max(exp - frac.length, 0))}`;
+};
+
+const ratioText = (r) => (Number.isFinite(r) ? fixed(r, 2) : "inf");
+const cpuList = (cpus) => cpus.join(",");
+const satSub = (a, b) => (a < b ? 0n : a - b);
+const previousWorker = (steps, i, w) => (i === 0 ? undefined : steps[i - 1].workers.find((x) => x.tid === w.tid));
+const unitsInStep = (steps, i, w) => {
+  const p = previousWorker(steps, i, w);
+  return p ? satSub(w.workUnits, p.workUnits) : w.workUnits;
+};
+const wallInStep = (steps, i, w) => {
+  const p = previousWorker(steps, i, w);
+  return p ? satSub(w.wallTimeNs, p.wallTimeNs) : w.wallTimeNs;
+};
+const cpusInStep = (steps, i, w) => {
+  const p = previousWorker(steps, i, w);
+  const before = new Map(p ? p.cpus.map((c) => [c.cpu, c.count]) : []);
+  return w.cpus.filter((c) => c.count > (before.get(c.cpu) ?? 0n)).map((c) => c.cpu);
+};
+const stepCgroup = (step, name) => step.cgroups.find((c) => c.name === name);
+const workersOf = (step, cgroup) => step.workers.filter((w) => w.cgroup === cgroup);
+const stepIndex = (steps, step) => steps.findIndex((s) => s.step === step);
+const latencyOf = (latencies, step, tid, kind) => {
+  const l = latencies.find((x) => x.step === step && x.tid === tid);
+  return l && (kind === LatencyKind.Request ? l.request : l.wake);
+};
+
+/**
+ * Collects failed expectations into a verdict, with the Rust SDK's messages.
+ *
+ * The `expect*` assertions on the step metrics (`stepMetrics()`) have the Rust SDK's names
+ * (camelCase), semantics and messages: each judges the per-step differences of the cumulative
+ * counters (a worker is followed by its tid from one step's end to the next), records one
+ * failure per offending cgroup, worker and step with the numbers, and returns whether
+ * everything held. None passes on missing data. Bounds in ns may be numbers or BigInts.
+ */
 export class Checker {
   constructor() { this.failures = []; }
   static new() { return new Checker(); }
@@ -383,6 +449,187 @@ export class Checker {
     return ok;
   }
   fail(message) { this.failures.push(message); }
+
+  stepsWith(steps, cgroup, what) {
+    const with_ = [];
+    steps.forEach((s, i) => { if (stepCgroup(s, cgroup)) with_.push(i); });
+    if (with_.length === 0) this.fail(`${what}: cgroup \`${cgroup}\` is in no step's metrics (${steps.length} steps)`);
+    return with_;
+  }
+
+  /** In every step where `cgroup` lived, each of its workers ran only on CPUs of its resolved
+   * cpuset (`cpusEffective` at that step's end, or at the previous step's end). */
+  expectIsolation(steps, cgroup) {
+    const with_ = this.stepsWith(steps, cgroup, "isolation");
+    if (with_.length === 0) return false;
+    let ok = true;
+    for (const i of with_) {
+      const cg = stepCgroup(steps[i], cgroup);
+      const allowed = new Set(cg.cpusEffective);
+      const prev = i > 0 ? stepCgroup(steps[i - 1], cgroup) : undefined;
+      if (prev) prev.cpusEffective.forEach((c) => allowed.add(c));
+      for (const w of workersOf(steps[i], cgroup)) {
+        const outside = cpusInStep(steps, i, w).filter((c) => !allowed.has(c));
+        if (outside.length > 0) {
+          ok = false;
+          this.fail(`isolation: step ${steps[i].step}, cgroup \`${cgroup}\`, worker ${w.tid}: ran on CPUs ` +
+            `${cpuList(outside)} outside its cpuset ${cpuList(cg.cpusEffective)}`);
+        }
+      }
+    }
+    return ok;
+  }
+
+  /** In every step where `cgroup` lived, each of its live workers did some work, and none had
+   * a gap between two iterations longer than `maxGapNs`. */
+  expectNotStarved(steps, cgroup, maxGapNs) {
+    const bound = u64(maxGapNs);
+    const with_ = this.stepsWith(steps, cgroup, "not starved");
+    if (with_.length === 0) return false;
+    let ok = true;
+    for (const i of with_) {
+      const step = steps[i].step;
+      const live = workersOf(steps[i], cgroup).filter((w) => w.alive);
+      if (live.length === 0) {
+        ok = false;
+        this.fail(`not starved: step ${step}, cgroup \`${cgroup}\`: no live worker`);
+      }
+      for (const w of live) {
+        if (unitsInStep(steps, i, w) === 0n) {
+          ok = false;
+          this.fail(`not starved: step ${step}, cgroup \`${cgroup}\`, worker ${w.tid}: no work done in the step ` +
+            `(${w.workUnits} units in all)`);
+        }
+        if (w.maxGapNs > bound) {
+          ok = false;
+          this.fail(`not starved: step ${step}, cgroup \`${cgroup}\`, worker ${w.tid}: a gap of ${w.maxGapNs} ns ` +
+            `(bound ${bound} ns) ending on CPU ${w.maxGapCpu} at ${w.maxGapAtNs} ns`);
+        }
+      }
+    }
+    return ok;
+  }
+
+  /** In step `step`, the work units each live worker of `cgroup` did in that step are within
+   * `maxRatio` of each other (most / fewest <= maxRatio). */
+  expectFairness(steps, step, cgroup, maxRatio) {
+    const i = stepIndex(steps, step);
+    if (i < 0) {
+      this.fail(`fairness: no metrics for step ${step} (${steps.length} steps)`);
+      return false;
+    }
+    const units = workersOf(steps[i], cgroup).filter((w) => w.alive).map((w) => [w.tid, unitsInStep(steps, i, w)]);
+    if (units.length < 2) {
+      this.fail(`fairness: step ${step}, cgroup \`${cgroup}\`: ${units.length} live worker(s), need at least 2 to compare`);
+      return false;
+    }
+    // The first fewest and the last most, as the Rust SDK picks them.
+    let lo = units[0];
+    let hi = units[0];
+    for (const u of units.slice(1)) {
+      if (u[1] < lo[1]) lo = u;
+      if (u[1] >= hi[1]) hi = u;
+    }
+    const ratio = lo[1] === 0n ? Infinity : Number(hi[1]) / Number(lo[1]);
+    return this.expect(ratio <= maxRatio,
+      `fairness: step ${step}, cgroup \`${cgroup}\`: worker ${hi[0]} did ${hi[1]} units, worker ${lo[0]} ${lo[1]} ` +
+      `(ratio ${ratioText(ratio)}, bound ${fnum(maxRatio)})`);
+  }
+
+  /** `cgroup`'s throughput (work units per second, summed over its workers) in step `b`
+   * divided by that in step `a` lies in lo..=hi. */
+  expectPhaseRatio(steps, cgroup, a, b, lo, hi) {
+    const rate = (step) => {
+      const i = stepIndex(steps, step);
+      if (i < 0) {
+        this.fail(`phase ratio: no metrics for step ${step} (${steps.length} steps)`);
+        return undefined;
+      }
+      const workers = workersOf(steps[i], cgroup);
+      let wall = 0n;
+      let units = 0n;
+      for (const w of workers) {
+        const x = wallInStep(steps, i, w);
+        if (x > wall) wall = x;
+        units += unitsInStep(steps, i, w);
+      }
+      if (workers.length === 0 || wall === 0n) {
+        this.fail(`phase ratio: step ${step}, cgroup \`${cgroup}\`: no workers to measure`);
+        return undefined;
+      }
+      return Number(units) / (Number(wall) / 1e9);
+    };
+    const ra = rate(a);
+    const rb = rate(b);
+    if (ra === undefined || rb === undefined) return false;
+    const ratio = ra === 0 ? Infinity : rb / ra;
+    return this.expect(ratio >= lo && ratio <= hi,
+      `phase ratio: cgroup \`${cgroup}\`: step ${b} did ${fixed(rb, 0)} units/s, step ${a} ${fixed(ra, 0)} units/s ` +
+      `(ratio ${ratioText(ratio)}, want ${fnum(lo)}..=${fnum(hi)})`);
+  }
+
+  /** In every step where `cgroup` lived, each of its live workers measured `kind`
+   * (`LatencyKind.Wake` or `.Request`) latency during that step (its sample count grew since the
+   * previous step's end) and its p99 (cumulative since the worker started) is at most
+   * `maxP99Ns`. A worker with no such latency fails. `latencies`: `stepLatencies()`. */
+  expectLatencyBound(steps, latencies, cgroup, kind, maxP99Ns) {
+    const bound = u64(maxP99Ns);
+    const with_ = this.stepsWith(steps, cgroup, "latency bound");
+    if (with_.length === 0) return false;
+    let ok = true;
+    for (const i of with_) {
+      const step = steps[i].step;
+      const live = workersOf(steps[i], cgroup).filter((w) => w.alive);
+      if (live.length === 0) {
+        ok = false;
+        this.fail(`latency bound: step ${step}, cgroup \`${cgroup}\`: no live worker`);
+      }
+      for (const w of live) {
+        const l = latencyOf(latencies, step, w.tid, kind);
+        if (!l) {
+          ok = false;
+          this.fail(`latency bound: step ${step}, cgroup \`${cgroup}\`, worker ${w.tid}: no ${kind} latency measured`);
+          continue;
+        }
+        const p = i > 0 ? latencyOf(latencies, steps[i - 1].step, w.tid, kind) : undefined;
+        if (l.samples <= (p ? p.samples : 0n)) {
+          ok = false;
+          this.fail(`latency bound: step ${step}, cgroup \`${cgroup}\`, worker ${w.tid}: no ${kind} latency samples ` +
+            `in the step (${l.samples} in all)`);
+        }
+        if (l.p99Ns > bound) {
+          ok = false;
+          this.fail(`latency bound: step ${step}, cgroup \`${cgroup}\`, worker ${w.tid}: ${kind} p99 ${l.p99Ns} ns ` +
+            `(bound ${bound} ns; p50 ${l.p50Ns} ns, p90 ${l.p90Ns} ns, max ${l.maxNs} ns, ${l.samples} samples ` +
+            "since it started)");
+        }
+      }
+    }
+    return ok;
+  }
+
+  /** At the end of every step in first..=last, sched_ext is `enabled` and, when `ops` is
+   * given, `root/ops` names it. */
+  expectSchedulerAttached(steps, first, last, ops) {
+    let ok = true;
+    for (let step = first; step <= last; step++) {
+      const i = stepIndex(steps, step);
+      if (i < 0) {
+        this.fail(`scheduler attached: no metrics for step ${step} (${steps.length} steps)`);
+        ok = false;
+        continue;
+      }
+      const s = steps[i];
+      if (s.schedExtState !== "enabled" || (ops !== undefined && ops !== null && ops !== s.schedExtOps)) {
+        ok = false;
+        const want = ops === undefined || ops === null ? ", want enabled" : `, want enabled with ${debug(ops)}`;
+        this.fail(`scheduler attached: step ${step}: sched_ext ${debug(s.schedExtState)} with ops ` +
+          `${debug(s.schedExtOps)}${want}`);
+      }
+    }
+    return ok;
+  }
+
   isOk() { return this.failures.length === 0; }
   verdict() { return this.failures.length === 0 ? Verdict.pass() : { outcome: "fail", messages: [...this.failures] }; }
 }

@@ -36,9 +36,9 @@ from componentize_py_types import Err
 __all__ = [
     "AffinityIntent", "Backdrop", "CgroupDef", "Checker", "CpusetSpec", "EmitError", "HoldSpec",
     "IrqSelector", "KernelFeature", "KernelTarget", "KernelValue", "KernelValueWidth", "KernelWrite",
-    "Op", "Outcome", "Phase", "Results", "ScenarioError", "ScenarioInfo", "SchedPolicy",
+    "LatencyKind", "Op", "Outcome", "Phase", "Results", "ScenarioError", "ScenarioInfo", "SchedPolicy",
     "SpawnPlacement", "Step", "StepStatus", "Verdict", "WorkSpec", "WorkType", "emit", "export",
-    "ops", "step_metrics", "types",
+    "ops", "step_latencies", "step_metrics", "types",
 ]
 
 Outcome = types.Outcome
@@ -770,6 +770,20 @@ def step_metrics():
     return metrics.steps()
 
 
+def step_latencies():
+    """The latencies of every worker of `step_metrics()`, in the same order (step, then its
+    workers): `metrics.latencies()`, records with `step`, `cgroup`, `tid`, and `wake` and
+    `request` (each `None` or a latency with `samples`, `p50_ns`, `p90_ns`, `p99_ns`, `max_ns`,
+    cumulative since the worker started). Empty outside `check`."""
+    return metrics.latencies()
+
+
+class LatencyKind:
+    """Which latency `Checker.expect_latency_bound` judges."""
+    WAKE = "wake"
+    REQUEST = "request"
+
+
 class Verdict:
     @staticmethod
     def pass_():
@@ -795,8 +809,82 @@ def _debug(value):
     return str(value)
 
 
+def _fnum(x):
+    """A number as the Rust SDK's `{}` prints an f64 bound (2.0 as `2`, no exponent)."""
+    if isinstance(x, int):
+        return str(x)
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    if x == int(x):
+        return str(int(x))
+    r = repr(x)
+    if "e" in r:
+        import decimal
+        return format(decimal.Decimal(r), "f")
+    return r
+
+
+def _ratio_text(r):
+    return f"{r:.2f}" if r == r and r not in (float("inf"), float("-inf")) else "inf"
+
+
+def _cpu_list(cpus):
+    return ",".join(str(c) for c in cpus)
+
+
+def _previous(steps, i, w):
+    """`w`'s counters at the end of the step before `steps[i]`, or None."""
+    if i == 0:
+        return None
+    return next((x for x in steps[i - 1].workers if x.tid == w.tid), None)
+
+
+def _units_in_step(steps, i, w):
+    p = _previous(steps, i, w)
+    return w.work_units if p is None else max(w.work_units - p.work_units, 0)
+
+
+def _wall_in_step(steps, i, w):
+    p = _previous(steps, i, w)
+    return w.wall_time_ns if p is None else max(w.wall_time_ns - p.wall_time_ns, 0)
+
+
+def _cpus_in_step(steps, i, w):
+    p = _previous(steps, i, w)
+    before = {} if p is None else {c.cpu: c.count for c in p.cpus}
+    return [c.cpu for c in w.cpus if c.count > before.get(c.cpu, 0)]
+
+
+def _step_cgroup(step, name):
+    return next((c for c in step.cgroups if c.name == name), None)
+
+
+def _workers_of(step, cgroup):
+    return [w for w in step.workers if w.cgroup == cgroup]
+
+
+def _step_index(steps, step):
+    return next((i for i, s in enumerate(steps) if s.step == step), None)
+
+
+def _latency_of(latencies, step, tid, kind):
+    for l in latencies:
+        if l.step == step and l.tid == tid:
+            return l.wake if kind == LatencyKind.WAKE else l.request
+    return None
+
+
 class Checker:
-    """Collects failed expectations into a verdict, with the Rust SDK's messages."""
+    """Collects failed expectations into a verdict, with the Rust SDK's messages.
+
+    The `expect_*` assertions on the step metrics (`step_metrics()`) have the Rust SDK's
+    names, semantics and messages: each judges the per-step differences of the cumulative
+    counters (a worker is followed by its tid from one step's end to the next), records one
+    failure per offending cgroup, worker and step with the numbers, and returns whether
+    everything held. None passes on missing data.
+    """
 
     def __init__(self):
         self.failures = []
@@ -829,6 +917,156 @@ class Checker:
 
     def fail(self, message):
         self.failures.append(message)
+
+    def _steps_with(self, steps, cgroup, what):
+        with_ = [i for i, s in enumerate(steps) if _step_cgroup(s, cgroup) is not None]
+        if not with_:
+            self.fail(f"{what}: cgroup `{cgroup}` is in no step's metrics ({len(steps)} steps)")
+        return with_
+
+    def expect_isolation(self, steps, cgroup):
+        """In every step where `cgroup` lived, each of its workers ran only on CPUs of its
+        resolved cpuset (`cpus_effective` at that step's end, or at the previous step's end)."""
+        with_ = self._steps_with(steps, cgroup, "isolation")
+        if not with_:
+            return False
+        ok = True
+        for i in with_:
+            cg = _step_cgroup(steps[i], cgroup)
+            allowed = set(cg.cpus_effective)
+            prev = _step_cgroup(steps[i - 1], cgroup) if i > 0 else None
+            if prev is not None:
+                allowed |= set(prev.cpus_effective)
+            for w in _workers_of(steps[i], cgroup):
+                outside = [c for c in _cpus_in_step(steps, i, w) if c not in allowed]
+                if outside:
+                    ok = False
+                    self.fail(f"isolation: step {steps[i].step}, cgroup `{cgroup}`, worker {w.tid}: ran on CPUs "
+                              f"{_cpu_list(outside)} outside its cpuset {_cpu_list(cg.cpus_effective)}")
+        return ok
+
+    def expect_not_starved(self, steps, cgroup, max_gap_ns):
+        """In every step where `cgroup` lived, each of its live workers did some work, and none
+        had a gap between two iterations longer than `max_gap_ns`."""
+        with_ = self._steps_with(steps, cgroup, "not starved")
+        if not with_:
+            return False
+        ok = True
+        for i in with_:
+            step = steps[i].step
+            live = [w for w in _workers_of(steps[i], cgroup) if w.alive]
+            if not live:
+                ok = False
+                self.fail(f"not starved: step {step}, cgroup `{cgroup}`: no live worker")
+            for w in live:
+                if _units_in_step(steps, i, w) == 0:
+                    ok = False
+                    self.fail(f"not starved: step {step}, cgroup `{cgroup}`, worker {w.tid}: no work done in the "
+                              f"step ({w.work_units} units in all)")
+                if w.max_gap_ns > max_gap_ns:
+                    ok = False
+                    self.fail(f"not starved: step {step}, cgroup `{cgroup}`, worker {w.tid}: a gap of "
+                              f"{w.max_gap_ns} ns (bound {max_gap_ns} ns) ending on CPU {w.max_gap_cpu} at "
+                              f"{w.max_gap_at_ns} ns")
+        return ok
+
+    def expect_fairness(self, steps, step, cgroup, max_ratio):
+        """In step `step`, the work units each live worker of `cgroup` did in that step are
+        within `max_ratio` of each other (most / fewest <= max_ratio)."""
+        i = _step_index(steps, step)
+        if i is None:
+            self.fail(f"fairness: no metrics for step {step} ({len(steps)} steps)")
+            return False
+        units = [(w.tid, _units_in_step(steps, i, w)) for w in _workers_of(steps[i], cgroup) if w.alive]
+        if len(units) < 2:
+            self.fail(f"fairness: step {step}, cgroup `{cgroup}`: {len(units)} live worker(s), need at least 2 "
+                      "to compare")
+            return False
+        lo, hi = units[0], units[0]
+        for u in units[1:]:
+            # The first fewest and the last most, as the Rust SDK picks them.
+            if u[1] < lo[1]:
+                lo = u
+            if u[1] >= hi[1]:
+                hi = u
+        ratio = float("inf") if lo[1] == 0 else hi[1] / lo[1]
+        return self.expect(ratio <= max_ratio,
+                           f"fairness: step {step}, cgroup `{cgroup}`: worker {hi[0]} did {hi[1]} units, worker "
+                           f"{lo[0]} {lo[1]} (ratio {_ratio_text(ratio)}, bound {_fnum(max_ratio)})")
+
+    def expect_phase_ratio(self, steps, cgroup, a, b, lo, hi):
+        """`cgroup`'s throughput (work units per second, summed over its workers) in step `b`
+        divided by that in step `a` lies in lo..=hi."""
+        def rate(step):
+            i = _step_index(steps, step)
+            if i is None:
+                self.fail(f"phase ratio: no metrics for step {step} ({len(steps)} steps)")
+                return None
+            workers = _workers_of(steps[i], cgroup)
+            wall = max((_wall_in_step(steps, i, w) for w in workers), default=0)
+            if not workers or wall == 0:
+                self.fail(f"phase ratio: step {step}, cgroup `{cgroup}`: no workers to measure")
+                return None
+            return sum(_units_in_step(steps, i, w) for w in workers) / (wall / 1e9)
+        ra, rb = rate(a), rate(b)
+        if ra is None or rb is None:
+            return False
+        ratio = float("inf") if ra == 0 else rb / ra
+        return self.expect(lo <= ratio <= hi,
+                           f"phase ratio: cgroup `{cgroup}`: step {b} did {rb:.0f} units/s, step {a} {ra:.0f} "
+                           f"units/s (ratio {_ratio_text(ratio)}, want {_fnum(lo)}..={_fnum(hi)})")
+
+    def expect_latency_bound(self, steps, latencies, cgroup, kind, max_p99_ns):
+        """In every step where `cgroup` lived, each of its live workers measured `kind`
+        (`LatencyKind.WAKE` or `.REQUEST`) latency during that step (its sample count grew since
+        the previous step's end) and its p99 (cumulative since the worker started) is at most
+        `max_p99_ns`. A worker with no such latency fails. `latencies`: `step_latencies()`."""
+        with_ = self._steps_with(steps, cgroup, "latency bound")
+        if not with_:
+            return False
+        ok = True
+        for i in with_:
+            step = steps[i].step
+            live = [w for w in _workers_of(steps[i], cgroup) if w.alive]
+            if not live:
+                ok = False
+                self.fail(f"latency bound: step {step}, cgroup `{cgroup}`: no live worker")
+            for w in live:
+                l = _latency_of(latencies, step, w.tid, kind)
+                if l is None:
+                    ok = False
+                    self.fail(f"latency bound: step {step}, cgroup `{cgroup}`, worker {w.tid}: no {kind} latency "
+                              "measured")
+                    continue
+                p = _latency_of(latencies, steps[i - 1].step, w.tid, kind) if i > 0 else None
+                if l.samples <= (0 if p is None else p.samples):
+                    ok = False
+                    self.fail(f"latency bound: step {step}, cgroup `{cgroup}`, worker {w.tid}: no {kind} latency "
+                              f"samples in the step ({l.samples} in all)")
+                if l.p99_ns > max_p99_ns:
+                    ok = False
+                    self.fail(f"latency bound: step {step}, cgroup `{cgroup}`, worker {w.tid}: {kind} p99 "
+                              f"{l.p99_ns} ns (bound {max_p99_ns} ns; p50 {l.p50_ns} ns, p90 {l.p90_ns} ns, max "
+                              f"{l.max_ns} ns, {l.samples} samples since it started)")
+        return ok
+
+    def expect_scheduler_attached(self, steps, first, last, ops=None):
+        """At the end of every step in first..=last, sched_ext is `enabled` and, when `ops` is
+        given, `root/ops` names it."""
+        ok = True
+        for step in range(first, last + 1):
+            i = _step_index(steps, step)
+            if i is None:
+                self.fail(f"scheduler attached: no metrics for step {step} ({len(steps)} steps)")
+                ok = False
+                continue
+            s = steps[i]
+            if s.sched_ext_state != "enabled" or (ops is not None and ops != s.sched_ext_ops):
+                ok = False
+                want = ", want enabled" if ops is None else f", want enabled with {_debug(ops)}"
+                self.fail(f"scheduler attached: step {step}: sched_ext {_debug(s.sched_ext_state)} with ops "
+                          f"{_debug(s.sched_ext_ops)}{want}")
+        return ok
 
     def is_ok(self):
         return not self.failures

@@ -130,6 +130,31 @@ impl From<StepMetrics> for witm::StepMetrics {
     }
 }
 
+/// The `metrics.latencies` entries of `steps`: every worker of every step, in order.
+pub(crate) fn wit_latencies(steps: &[StepMetrics]) -> Vec<witm::WorkerLatency> {
+    let lat = |l: &Option<Latency>| {
+        l.as_ref().map(|l| witm::Latency {
+            samples: l.samples,
+            p50_ns: l.p50_ns,
+            p90_ns: l.p90_ns,
+            p99_ns: l.p99_ns,
+            max_ns: l.max_ns,
+        })
+    };
+    steps
+        .iter()
+        .flat_map(|s| {
+            s.workers.iter().map(|w| witm::WorkerLatency {
+                step: s.step,
+                cgroup: w.cgroup.clone(),
+                tid: w.tid,
+                wake: lat(&w.wake_latency),
+                request: lat(&w.request_latency),
+            })
+        })
+        .collect()
+}
+
 impl From<wit::Verdict> for Verdict {
     fn from(v: wit::Verdict) -> Self {
         Verdict {

@@ -11,6 +11,9 @@
 //! registry), it wrote the reason to `target/scenarios/<lang>/UNAVAILABLE` and
 //! these tests print `SKIP` with it; otherwise a missing component fails them.
 
+#[path = "common/assertion_samples.rs"]
+mod assertion_samples;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -262,4 +265,25 @@ fn a_failing_guest_output_is_shown_without_verbose() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("planning uncaught-op-error"), "the guest's stdout is not shown: {stderr}");
     assert!(stderr.contains("about to ask for disjoint set 2 of 2"), "the guest's stderr is not shown: {stderr}");
+}
+
+/// The Python and JavaScript assertion helpers give the Rust SDK's verdicts, messages
+/// included, on every sample of `common/assertion_samples.rs` (the fixtures
+/// `tests/fixtures/{python,js}/assertions` twin `tests/fixtures/guests/assertions`).
+#[test]
+fn python_and_js_assertions_judge_step_metrics_like_the_rust_ones() {
+    let rust = load(schedbox_tests::fixture("assertions"));
+    for lang in LANGS {
+        let Some(path) = built(lang, &format!("fixtures/{lang}/assertions.wasm")) else { continue };
+        let script = load(path);
+        for (i, metrics) in assertion_samples::samples().into_iter().enumerate() {
+            let results = Results { step_metrics: metrics, ..Results::default() };
+            let want = sandbox().check(&rust, "assertions", results.clone()).unwrap();
+            let got = sandbox().check(&script, "assertions", results).unwrap();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{lang} differs from Rust on sample {i}");
+        }
+        let results = Results { step_metrics: assertion_samples::sample(), ..Results::default() };
+        let v = sandbox().check(&script, "assertions", results).unwrap();
+        assert_eq!(v.messages, assertion_samples::SAMPLE_MESSAGES, "{lang}");
+    }
 }

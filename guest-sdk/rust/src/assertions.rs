@@ -7,8 +7,34 @@
 
 use std::collections::BTreeMap;
 
-use crate::metrics::{StepMetrics, WorkerStat};
+use crate::metrics::{Latency, StepMetrics, WorkerLatency, WorkerStat};
 use crate::Checker;
+
+/// Which latency [`Checker::expect_latency_bound`] judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LatencyKind {
+    /// `worker-latency.wake`: wake-up latency (timer lateness for the timer work types).
+    Wake,
+    /// `worker-latency.request`: schbench's request latency, the lock wait of
+    /// mutex-contention and priority-inversion.
+    Request,
+}
+
+impl LatencyKind {
+    fn name(self) -> &'static str {
+        match self {
+            LatencyKind::Wake => "wake",
+            LatencyKind::Request => "request",
+        }
+    }
+
+    fn of(self, l: &WorkerLatency) -> Option<&Latency> {
+        match self {
+            LatencyKind::Wake => l.wake.as_ref(),
+            LatencyKind::Request => l.request.as_ref(),
+        }
+    }
+}
 
 /// A worker's counters at the end of the previous step, if it was there.
 fn previous<'a>(steps: &'a [StepMetrics], i: usize, w: &WorkerStat) -> Option<&'a WorkerStat> {
@@ -188,6 +214,64 @@ impl Checker {
         )
     }
 
+    /// Latency bound: in every step where `cgroup` lived, each of its live workers
+    /// measured `kind` latency during that step (its sample count grew since the
+    /// previous step's end), and its p99 is at most `max_p99_ns`. The distribution is
+    /// cumulative since the worker started (`latencies` from [`crate::step_latencies`]):
+    /// a bound that fails in one step fails in the later steps until enough good
+    /// samples outweigh the bad ones. A worker with no such latency (a work type that
+    /// does not measure it) fails.
+    pub fn expect_latency_bound(
+        &mut self,
+        steps: &[StepMetrics],
+        latencies: &[WorkerLatency],
+        cgroup: &str,
+        kind: LatencyKind,
+        max_p99_ns: u64,
+    ) -> bool {
+        let Some(with) = self.steps_with(steps, cgroup, "latency bound") else { return false };
+        let find =
+            |step: u32, tid: u32| latencies.iter().find(|l| l.step == step && l.tid == tid).and_then(|l| kind.of(l));
+        let what = kind.name();
+        let mut ok = true;
+        for i in with {
+            let step = steps[i].step;
+            let live: Vec<&WorkerStat> = steps[i].workers_of(cgroup).filter(|w| w.alive).collect();
+            if live.is_empty() {
+                ok = false;
+                self.fail(format!("latency bound: step {step}, cgroup `{cgroup}`: no live worker"));
+            }
+            for w in live {
+                let Some(l) = find(step, w.tid) else {
+                    ok = false;
+                    self.fail(format!(
+                        "latency bound: step {step}, cgroup `{cgroup}`, worker {}: no {what} latency measured",
+                        w.tid
+                    ));
+                    continue;
+                };
+                let before = i.checked_sub(1).and_then(|p| find(steps[p].step, w.tid)).map_or(0, |p| p.samples);
+                if l.samples <= before {
+                    ok = false;
+                    self.fail(format!(
+                        "latency bound: step {step}, cgroup `{cgroup}`, worker {}: no {what} latency samples in the \
+                         step ({} in all)",
+                        w.tid, l.samples
+                    ));
+                }
+                if l.p99_ns > max_p99_ns {
+                    ok = false;
+                    self.fail(format!(
+                        "latency bound: step {step}, cgroup `{cgroup}`, worker {}: {what} p99 {} ns (bound \
+                         {max_p99_ns} ns; p50 {} ns, p90 {} ns, max {} ns, {} samples since it started)",
+                        w.tid, l.p99_ns, l.p50_ns, l.p90_ns, l.max_ns, l.samples
+                    ));
+                }
+            }
+        }
+        ok
+    }
+
     /// Scheduler stayed attached: at the end of every step in `first..=last`, sched_ext
     /// is `enabled` and, when `ops` is given, `root/ops` names it.
     pub fn expect_scheduler_attached(
@@ -347,5 +431,52 @@ mod tests {
                 "scheduler attached: no metrics for step 2 (2 steps)",
             ]
         );
+    }
+
+    fn lat(step: u32, tid: u32, wake: Option<(u64, u64)>) -> WorkerLatency {
+        WorkerLatency {
+            step,
+            cgroup: "a".into(),
+            tid,
+            wake: wake.map(|(samples, p99_ns)| Latency { samples, p50_ns: 10, p90_ns: 20, p99_ns, max_ns: 9_000 }),
+            request: None,
+        }
+    }
+
+    #[test]
+    fn latency_bound_needs_samples_in_every_step() {
+        // Worker 7: 10 samples in step 0 (p99 500 ns), none more in step 1; worker 8 measures none.
+        let lats = [lat(0, 7, Some((10, 500))), lat(0, 8, None), lat(1, 7, Some((10, 800))), lat(1, 8, None)];
+        let mut c = Checker::new();
+        assert!(!c.expect_latency_bound(&steps()[..1], &lats, "a", LatencyKind::Wake, 1_000));
+        assert_eq!(c.failures(), ["latency bound: step 0, cgroup `a`, worker 8: no wake latency measured"]);
+        let mut c = Checker::new();
+        assert!(!c.expect_latency_bound(&steps(), &lats[..1], "a", LatencyKind::Wake, 400));
+        assert_eq!(
+            c.failures(),
+            [
+                "latency bound: step 0, cgroup `a`, worker 7: wake p99 500 ns (bound 400 ns; p50 10 ns, p90 20 ns, \
+                 max 9000 ns, 10 samples since it started)",
+                "latency bound: step 0, cgroup `a`, worker 8: no wake latency measured",
+                "latency bound: step 1, cgroup `a`, worker 7: no wake latency measured",
+                "latency bound: step 1, cgroup `a`, worker 8: no wake latency measured",
+            ]
+        );
+        let mut c = Checker::new();
+        assert!(!c.expect_latency_bound(&steps(), &lats, "a", LatencyKind::Request, 1_000));
+        assert_eq!(c.failures().len(), 4, "{:?}", c.failures());
+        let mut c = Checker::new();
+        let mut one = steps();
+        one.iter_mut().for_each(|s| s.workers.retain(|w| w.tid == 7));
+        assert!(!c.expect_latency_bound(&one, &lats, "a", LatencyKind::Wake, 1_000));
+        assert_eq!(
+            c.failures(),
+            ["latency bound: step 1, cgroup `a`, worker 7: no wake latency samples in the step (10 in all)"]
+        );
+        let mut c = Checker::new();
+        let grew = [lat(0, 7, Some((10, 500))), lat(1, 7, Some((30, 800)))];
+        assert!(c.expect_latency_bound(&one, &grew, "a", LatencyKind::Wake, 1_000), "{:?}", c.failures());
+        assert!(!c.expect_latency_bound(&one, &grew, "missing", LatencyKind::Wake, 1_000));
+        assert_eq!(c.failures(), ["latency bound: cgroup `missing` is in no step's metrics (2 steps)"]);
     }
 }

@@ -160,9 +160,10 @@ pub mod metrics {
     pub use crate::bindings::schedbox::scenario::metrics::*;
 }
 
+pub use assertions::LatencyKind;
 pub use builders::IntoMillis;
 pub use op::Op;
-pub use scenario::step_metrics;
+pub use scenario::{step_latencies, step_metrics};
 pub use scenario::{Checker, Scenario};
 pub use stream::{emit, Backdrop, Step};
 #[doc(no_inline)]
@@ -174,14 +175,16 @@ pub use types::{
 
 /// Everything a scenario usually needs: `use schedbox_scenario::prelude::*;`.
 pub mod prelude {
-    pub use crate::metrics::{CgroupState, StepMetrics, WorkerStat};
+    pub use crate::metrics::{CgroupState, StepMetrics, WorkerLatency, WorkerStat};
     pub use crate::ops::{Policy, Work, WorkSpecV2};
     pub use crate::types::{
         AffinityIntent, CgroupDef, CpusetSpec, HoldSpec, IrqSelector, KernelFeature, KernelTarget, KernelValue,
         KernelValueWidth, KernelWrite, OpError, Outcome, Phase, Results, ScenarioInfo, SchedPolicy, SpawnPlacement,
         StepStatus, Topology, Verdict, WorkSpec, WorkType, WorkerCount, WorkerMetrics,
     };
-    pub use crate::{emit, step_metrics, Backdrop, Checker, IntoMillis, Op, Scenario, Step};
+    pub use crate::{
+        emit, step_latencies, step_metrics, Backdrop, Checker, IntoMillis, LatencyKind, Op, Scenario, Step,
+    };
 }
 
 /// Export a [`Scenario`] implementation as the component's `describe`, `run`

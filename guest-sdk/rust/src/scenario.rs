@@ -202,6 +202,14 @@ pub fn step_metrics() -> Vec<StepMetrics> {
     crate::metrics::steps()
 }
 
+/// The latencies of every worker of [`step_metrics`], in the same order (step, then
+/// its workers): wake-up and request latency, each cumulative since the worker
+/// started, for the work types that measure them. Empty outside `check`. A component
+/// that calls it needs a host whose `metrics` interface has `latencies`.
+pub fn step_latencies() -> Vec<crate::metrics::WorkerLatency> {
+    crate::metrics::latencies()
+}
+
 impl StepMetrics {
     /// The live cgroup `name` at the end of this step, if it was there.
     pub fn cgroup(&self, name: &str) -> Option<&CgroupState> {

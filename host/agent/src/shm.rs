@@ -216,9 +216,9 @@ impl Shm {
         self.u64_at(slot, base + 8 + 8 * lat_bucket(ns)).fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `(samples, p50, p99, max)` of a latency histogram of `slot`; `None` without samples.
-    /// A percentile is the floor of its bucket, capped at the maximum.
-    pub fn latency(&self, slot: usize, which: Lat) -> Option<(u64, u64, u64, u64)> {
+    /// `(samples, p50, p90, p99, max)` of a latency histogram of `slot`; `None` without
+    /// samples. A percentile is the floor of its bucket, capped at the maximum.
+    pub fn latency(&self, slot: usize, which: Lat) -> Option<(u64, u64, u64, u64, u64)> {
         let base = LAT + which as usize * LAT_BYTES;
         let max = self.u64_at(slot, base).load(Ordering::Relaxed);
         let counts: Vec<u64> =
@@ -238,7 +238,7 @@ impl Shm {
             }
             max
         };
-        Some((n, pct(50), pct(99), max))
+        Some((n, pct(50), pct(90), pct(99), max))
     }
 
     /// How often `slot`'s worker was seen on `cpu`; `None` for a CPU id the histogram
@@ -324,9 +324,10 @@ mod tests {
         }
         a.record(1, Lat::Wake, 50_000);
         a.record(1, Lat::Wake, 2_000_000);
-        let (n, p50, p99, max) = a.latency(1, Lat::Wake).unwrap();
+        let (n, p50, p90, p99, max) = a.latency(1, Lat::Wake).unwrap();
         assert_eq!((n, max), (100, 2_000_000));
         assert!((768..=1000).contains(&p50), "{p50}");
+        assert!((768..=1000).contains(&p90), "{p90}");
         assert!((40_000..=50_000).contains(&p99), "{p99}");
         assert_eq!(a.latency(1, Lat::Request), None, "the histograms are separate");
         assert_eq!(a.latency(0, Lat::Wake), None);

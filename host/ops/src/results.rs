@@ -122,6 +122,9 @@ pub struct WorkerStat {
 pub struct Latency {
     pub samples: u64,
     pub p50_ns: u64,
+    /// 90th percentile (absent in reports written before it existed: 0).
+    #[serde(default)]
+    pub p90_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
 }

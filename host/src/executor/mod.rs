@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown};
+use schedbox_wire::{Applied, Owner, RequestBody, ResponseBody, Teardown, SCHEDULER_START_WAIT};
 
 use crate::machine::{Machine, MachineError};
 use crate::monitor::Monitor;
@@ -173,6 +173,9 @@ impl Run<'_> {
         let op = self.with_default_args(op);
         let answer = if matches!(op, Op::WaitPayload { .. }) {
             self.m.request_within(RequestBody::Apply { owner, op }, wait_payload_timeout() + WAIT_PAYLOAD_MARGIN)
+        } else if matches!(op, Op::AttachScheduler { .. } | Op::ReplaceScheduler { .. } | Op::RestartScheduler) {
+            // A real scheduler's load may outlast the request timeout under TCG.
+            self.m.request_within(RequestBody::Apply { owner, op }, SCHEDULER_START_WAIT)
         } else {
             self.request(RequestBody::Apply { owner, op })
         };
@@ -243,10 +246,14 @@ pub fn execute_observed(
             });
         }
     };
-    let begun = run.request(RequestBody::BeginScenario { name: stream.scenario.name.clone() }).and_then(|_| {
-        let ms = u64::try_from(wait_payload_timeout().as_millis()).unwrap_or(u64::MAX);
-        run.request(RequestBody::PayloadWaitLimit { ms })
-    });
+    // Beginning (and ending) a scenario restores the run's boot scheduler, if it has one.
+    let begun = run
+        .m
+        .request_within(RequestBody::BeginScenario { name: stream.scenario.name.clone() }, SCHEDULER_START_WAIT)
+        .and_then(|_| {
+            let ms = u64::try_from(wait_payload_timeout().as_millis()).unwrap_or(u64::MAX);
+            run.request(RequestBody::PayloadWaitLimit { ms })
+        });
     if let Err(e) = begun {
         exec.error = Some(format!("starting the scenario in the guest: {e}"));
         skip_from(&mut run.results, 0);
@@ -305,7 +312,7 @@ pub fn execute_observed(
     if let Err(e) = run.end_watches() {
         exec.error = Some(exec.error.take().map_or(e.clone(), |p| format!("{p}; {e}")));
     }
-    match run.request(RequestBody::EndScenario) {
+    match run.m.request_within(RequestBody::EndScenario, SCHEDULER_START_WAIT) {
         Ok(ResponseBody::Teardown(t)) => run.absorb_teardown(t, &mut exec.leftovers),
         Ok(_) => {}
         Err(e) => {

@@ -194,6 +194,11 @@ impl metrics::Host for Recorder {
     fn steps(&mut self) -> wasmtime::Result<Vec<metrics::StepMetrics>> {
         Ok(self.step_metrics.iter().cloned().map(Into::into).collect())
     }
+
+    /// The latencies of every worker of those step metrics; empty in `describe` and `run`.
+    fn latencies(&mut self) -> wasmtime::Result<Vec<metrics::WorkerLatency>> {
+        Ok(crate::results::wit_latencies(&self.step_metrics))
+    }
 }
 
 impl ops::Host for Recorder {

@@ -18,6 +18,15 @@ pub const MAGIC: [u8; 4] = *b"SBXW";
 pub const VERSION: u16 = 1;
 /// Largest payload accepted.
 pub const MAX_PAYLOAD: usize = 16 << 20;
+
+/// How long the agent lets a sched_ext scheduler take to attach (its process started →
+/// `/sys/kernel/sched_ext/state` reads `enabled`), seconds.
+pub const SCHEDULER_ATTACH_BOUND_S: u64 = 60;
+
+/// How long the host waits for an answer to a request that may start a scheduler (an
+/// attach, replace or restart, and the begin and end of a scenario, which restore a
+/// boot scheduler): the attach bound plus a detach and a margin.
+pub const SCHEDULER_START_WAIT: std::time::Duration = std::time::Duration::from_secs(SCHEDULER_ATTACH_BOUND_S + 30);
 const HEADER: usize = 16;
 
 /// Why a frame could not be read or written.

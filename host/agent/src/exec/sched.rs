@@ -60,9 +60,11 @@ const ROOT_OPS: &str = "/sys/kernel/sched_ext/root/ops";
 /// How long detaching may take.
 pub const TRANSITION: Duration = Duration::from_secs(10);
 /// How long attaching may take: a real scheduler's load (libbpf, the verifier on large
-/// programs) takes about 9 s under TCG on a loaded 2-core host, the fixture under 1 s. The
-/// no-scheduler window of a replace is reported against it.
-pub const ATTACH: Duration = Duration::from_secs(20);
+/// programs) takes 1–15 s under TCG on a quiet 2-core host (scx_lavd the longest) and
+/// more than 20 s on a loaded one, the fixture under 1 s. The no-scheduler window of a
+/// replace is reported against it. The host waits [`schedbox_wire::SCHEDULER_START_WAIT`]
+/// for a request that may start one.
+pub const ATTACH: Duration = Duration::from_secs(schedbox_wire::SCHEDULER_ATTACH_BOUND_S);
 /// After SIGTERM, how long before the agent disables the scheduler itself (sysrq S).
 const SYSRQ_AFTER: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(5);

@@ -69,7 +69,8 @@ impl Guest {
     /// `Err` only when the reboot fails too.
     pub fn reset(&mut self, events: &mut Events) -> Result<ResetOutcome, Failure> {
         let t0 = Instant::now();
-        let answer = self.machine().request(RequestBody::Reset);
+        // A reset restores the boot scheduler, whose start may outlast the request timeout.
+        let answer = self.machine().request_within(RequestBody::Reset, schedbox_wire::SCHEDULER_START_WAIT);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let (report, reason) = match answer {
             Ok(ResponseBody::Reset(r)) if r.verified() => (Some(r), None),
