@@ -13,4 +13,5 @@ pub mod policy;
 pub mod results;
 pub mod sandbox;
 pub mod signing;
+pub mod untrusted;
 pub mod validate;

@@ -218,7 +218,7 @@ fn a_guest_killed_in_a_hold_fails_the_step_at_once_and_the_next_scenario_gets_a_
     // SAFETY: kill(2) on the QEMU our child started; it touches no memory.
     assert_eq!(unsafe { libc::kill(qemu as i32, libc::SIGKILL) }, 0);
     let (code, all) = run.finish();
-    assert_eq!(code, Some(2), "a lost guest is an error: {all}");
+    assert_eq!(code, Some(3), "a lost guest is a guest failure: {all}");
     assert!(all.contains("booting a fresh one"), "{all}");
 
     let r = report(&out);

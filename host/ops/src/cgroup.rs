@@ -6,6 +6,7 @@ use crate::{CpusetSpec, WorkSpec};
 
 /// `cpu.max`: `quota_us` of CPU time per `period_us`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CpuMax {
     pub quota_us: u64,
     pub period_us: u64,
@@ -13,6 +14,7 @@ pub struct CpuMax {
 
 /// A payload binary started in a cgroup, by name, with extra arguments.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PayloadRef {
     pub name: String,
     pub args: Vec<String>,
@@ -20,6 +22,7 @@ pub struct PayloadRef {
 
 /// A cgroup declaration. Knobs left `None` are not written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CgroupDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Fractions and indices are checked by [`crate::validate`]: NaN, out-of-range
 /// fractions, `index >= of` and empty exact sets are rejected before anything runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum CpusetSpec {
     /// All CPUs of one LLC.

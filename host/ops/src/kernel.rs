@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// risk of writing scheduler bookkeeping (see the reference taxonomy). Policy
 /// (which components may write at all) lives outside the op model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelTarget {
     /// A kernel image symbol, resolved with the runtime (KASLR) base.
@@ -53,6 +54,7 @@ impl KernelTarget {
 
 /// A value to write; also the shape of a value read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelValue {
     U32(u32),
@@ -75,6 +77,7 @@ impl KernelValue {
 
 /// The width of a kernel read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelValueWidth {
     U32,
@@ -102,6 +105,7 @@ pub const MAX_KERNEL_BYTES: usize = 4096;
 
 /// One `(target, value)` pair of a kernel write batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KernelWrite {
     pub target: KernelTarget,
     pub value: KernelValue,

@@ -11,6 +11,7 @@ use crate::{AffinityIntent, CgroupDef, CpusetSpec, KernelTarget, KernelValueWidt
 
 /// Where [`Op::Spawn`] puts its workers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum SpawnPlacement {
     /// The runner's own cgroup; no cgroup ops, `workers_pct` rejected.
@@ -30,6 +31,7 @@ impl SpawnPlacement {
 
 /// Which IRQ [`Op::SteerIrq`] targets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum IrqSelector {
     /// The Linux IRQ number.
@@ -42,6 +44,7 @@ pub enum IrqSelector {
 ///
 /// Cgroup names are relative to the scenario's managed parent cgroup.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[serde(deny_unknown_fields)]
 #[strum_discriminants(name(OpKind))]
 #[strum_discriminants(derive(strum::EnumIter, strum::IntoStaticStr, strum::EnumString, Hash, Serialize, Deserialize))]
 #[strum_discriminants(strum(serialize_all = "kebab-case"))]

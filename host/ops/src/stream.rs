@@ -8,6 +8,7 @@ use crate::{CgroupDef, Op};
 
 /// What the executor does after a step's ops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum HoldSpec {
     /// This fraction (0 < frac <= 1) of the scenario duration.
@@ -35,6 +36,7 @@ impl HoldSpec {
 
 /// One step: setup cgroups, ops in order, then the hold; torn down afterwards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<CgroupDef>,
@@ -53,6 +55,7 @@ impl Step {
 
 /// What persists for the whole scenario: cgroups and their setup ops.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Backdrop {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<CgroupDef>,
@@ -79,6 +82,7 @@ impl Backdrop {
 
 /// Kernel features a scenario needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelFeature {
     SchedExt,
@@ -88,6 +92,7 @@ pub enum KernelFeature {
 
 /// The guest shape a scenario needs (at least).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Topology {
     pub numa_nodes: u32,
     pub llcs_per_node: u32,
@@ -116,6 +121,7 @@ impl fmt::Display for Topology {
 
 /// What `describe` says about a scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScenarioInfo {
     pub name: String,
     pub summary: String,
@@ -128,6 +134,7 @@ pub struct ScenarioInfo {
 
 /// Where an op sits in a stream: the Backdrop's setup or a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
     Backdrop,
@@ -146,6 +153,7 @@ impl fmt::Display for Section {
 /// The whole op stream of one scenario: what `schedbox plan --json` prints
 /// and what the executor runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OpStream {
     /// Contract version the stream was emitted under.
     pub contract: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What each worker does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkType {
     /// Spin on the CPU.
@@ -164,6 +165,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// One phase of a [`WorkType::Sequence`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     SpinMs(u64),
@@ -173,6 +175,7 @@ pub enum Phase {
 
 /// Scheduling policy of each worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum SchedPolicy {
     Normal,
@@ -195,6 +198,7 @@ pub enum SchedPolicy {
 
 /// CPU affinity of each worker, resolved when the op applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum AffinityIntent {
     Inherit,
@@ -208,6 +212,7 @@ pub enum AffinityIntent {
 
 /// How many workers to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkerCount {
     Count(u32),
@@ -217,6 +222,7 @@ pub enum WorkerCount {
 
 /// A set of identical workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkSpec {
     pub work: WorkType,
     pub workers: WorkerCount,

@@ -250,7 +250,7 @@ pub fn run(a: FuzzArgs) -> Result<u8, Failure> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Failure::usage(anyhow!("a fuzzing guest's thread panicked")))))
+                .map(|h| h.join().unwrap_or_else(|_| Err(Failure::guest(anyhow!("a fuzzing guest's thread panicked")))))
                 .collect()
         })
     };
@@ -310,7 +310,7 @@ fn run_job(sh: &Shared<'_>, slice: Slice, job: u64, staging: &Staging) -> Result
         let baseline = guest.reset(&mut events)?;
         if !baseline.verified {
             guest.power_off();
-            return Err(Failure::usage(anyhow!(
+            return Err(Failure::guest(anyhow!(
                 "a freshly booted guest does not verify clean ({}): check the kernel and the agent",
                 baseline.reason.unwrap_or_default()
             )));
@@ -365,7 +365,7 @@ fn fuzz_loop(sh: &Shared<'_>, slice: Slice, job: u64, r: &mut GuestRunner) -> Re
         let mut stream = g.stream;
         stream.scenario.name = format!("fuzz-{}-{i}", a.seed);
         let started = Instant::now();
-        let out = r.run_full(&stream).map_err(|e| Failure::usage(anyhow!("running {}: {e}", stream.scenario.name)))?;
+        let out = r.run_full(&stream).map_err(|e| Failure::guest(anyhow!("running {}: {e}", stream.scenario.name)))?;
         let ms = started.elapsed().as_millis() as u64;
         eprintln!(
             "{tag}{} ({} steps, {} ops): {} in {:.1} s{}",

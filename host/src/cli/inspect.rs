@@ -182,7 +182,7 @@ pub fn run(a: InspectArgs) -> Result<u8, Failure> {
         if let Some(d) = &report.describe {
             println!("describe");
             println!("  name      {}", d.name);
-            println!("  summary   {}", d.summary);
+            println!("  summary   {}", schedbox::untrusted::escape(&d.summary));
             println!("  topology  {} ({} vCPUs)", d.topology, d.topology.vcpus());
             println!("  duration  {} ms", d.duration_ms);
             println!("  features  {:?}", d.kernel_features);

@@ -1,5 +1,5 @@
-//! Subcommands. Exit codes: 0 ok, 1 scenario or validation failure, 2 usage or
-//! environment error.
+//! Subcommands. Exit codes ([`EXIT_CODES`]): 0 ok, 1 a scenario failed, 2 usage or
+//! bad input, 3 guest or host environment failure, 128 + N stopped by signal N.
 
 mod cache;
 mod fuzz;
@@ -37,10 +37,12 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 #[command(
     name = "schedbox",
     version = VERSION.as_str(),
-    about = "Run sandboxed WebAssembly scheduler scenarios against a real Linux kernel"
+    about = "Run sandboxed WebAssembly scheduler scenarios against a real Linux kernel",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    /// More logging from schedbox itself (-v info, -vv debug; other crates stay at
+    /// warn); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -83,6 +85,28 @@ pub enum Command {
     SourceDigest(sign::SourceDigestArgs),
 }
 
+impl Command {
+    /// Whether a closed stdout may end this command through SIGPIPE's default
+    /// action. Commands that talk to guests (pipes and sockets to QEMU and the
+    /// agent) keep SIGPIPE ignored, must not die mid-run, and print through
+    /// [`print_stdout`] instead.
+    pub fn dies_on_closed_stdout(&self) -> bool {
+        !matches!(self, Command::Run(_) | Command::Vm(_) | Command::Watch(_) | Command::Fuzz(_) | Command::Nested(_))
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error
+/// for a command that still has a report to write and a guest to power off.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!("writing to stdout: {e}");
+        }
+    }
+}
+
 /// Sandbox bounds, policy and cache, shared by every command that loads components.
 ///
 /// A flag given on the command line overrides the same setting of `--policy`;
@@ -116,7 +140,7 @@ pub struct SandboxArgs {
     /// Most steps one stream may hold [no bound].
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Most total hold time (the sum of every step's hold), ms [no bound].
+    /// Most total hold time (the sum of every step's hold), ms [86400000: 24 h].
     #[arg(long, value_name = "MS")]
     pub max_duration_ms: Option<u64>,
     /// Do not link WASI at all (components needing it are refused).
@@ -187,6 +211,43 @@ impl SandboxArgs {
     }
 }
 
+/// The exit status table, as `--help` prints it (the README has the same table).
+pub const EXIT_CODES: &str = "Exit status:
+  0        every scenario passed (or the command succeeded)
+  1        a scenario failed: its check (a fail verdict, a trap or bound in check), an op
+           error, validation, a refused import or a policy refusal
+  2        usage or bad input: a flag, a missing or unreadable file, not a component or
+           stream, a bad policy file
+  3        guest or host environment failure: no usable kernel, QEMU or backend, a guest
+           that did not boot or was lost, an agent that stopped answering
+  128+N    stopped by signal N (run, vm info, watch)";
+
+/// An error and its causes on one line, as `{:#}` writes them, except that a
+/// cause whose text its parent's message already carries (an error type whose
+/// message embeds `{source}`, a context that embeds `{e}`) is not repeated.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut parent = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out.push_str(&text);
+        } else if !parent.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        parent = text;
+    }
+    out
+}
+
+/// Exit status 1: a scenario failed.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit status 2: usage or bad input.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status 3: a guest or the host environment failed.
+pub const EXIT_GUEST: u8 = 3;
+
 /// A failed command: the message and the exit code.
 pub struct Failure {
     pub error: anyhow::Error,
@@ -194,14 +255,20 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Bad usage or input: exit 2.
     pub fn usage(error: anyhow::Error) -> Self {
-        Self { error, code: 2 }
+        Self { error, code: EXIT_USAGE }
+    }
+
+    /// A guest that did not boot or was lost, or a missing kernel/QEMU/backend: exit 3.
+    pub fn guest(error: anyhow::Error) -> Self {
+        Self { error, code: EXIT_GUEST }
     }
 }
 
 impl From<Box<Refused>> for Failure {
     fn from(e: Box<Refused>) -> Self {
-        Self { error: anyhow::Error::new(*e), code: 1 }
+        Self { error: anyhow::Error::new(*e), code: EXIT_FAIL }
     }
 }
 
@@ -212,15 +279,26 @@ impl From<SandboxError> for Failure {
     }
 }
 
+/// Logging to stderr. `-v`/`-vv` raise the level of schedbox's own crates
+/// (`schedbox`, `schedbox_*`: a target prefix) to info/debug; every other crate
+/// (wasmtime, cranelift, …) stays at warn. `RUST_LOG` replaces the whole filter.
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty.
 pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(verbose)));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+/// The log filter without `RUST_LOG`.
+fn default_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "warn,schedbox=info",
+        _ => "warn,schedbox=debug",
+    }
 }
 
 pub fn run(cli: Cli) -> Result<u8, Failure> {
@@ -239,5 +317,26 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Key(a) => sign::key(a),
         Command::Sign(a) => sign::sign(a),
         Command::SourceDigest(a) => sign::source_digest(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+    use anyhow::Context;
+
+    #[test]
+    fn error_text_names_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        // A context that embeds its cause.
+        let e = Err::<(), _>(io()).map_err(|e| anyhow::anyhow!("cannot read x: {e}")).unwrap_err();
+        assert_eq!(error_text(&e), "cannot read x: No such file or directory (os error 2)");
+        let e = Err::<(), _>(io()).context("cannot read x: No such file or directory (os error 2)").unwrap_err();
+        assert_eq!(error_text(&e), "cannot read x: No such file or directory (os error 2)");
+        // A context that does not: the cause follows, once.
+        let e = Err::<(), _>(io()).context("reading x").unwrap_err();
+        assert_eq!(error_text(&e), "reading x: No such file or directory (os error 2)");
+        let e = Err::<(), _>(io()).context("reading x").context("loading y").unwrap_err();
+        assert_eq!(error_text(&e), "loading y: reading x: No such file or directory (os error 2)");
     }
 }

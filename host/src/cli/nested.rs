@@ -74,7 +74,7 @@ fn report_outputs(args: &[String]) -> Vec<PathBuf> {
 pub fn run(a: NestedArgs) -> Result<u8, Failure> {
     let usage = Failure::usage;
     let memory_mib = parse_memory_mib(&a.memory).map_err(usage)?;
-    let kernel = schedbox::kernel::resolve_kernel(None).map_err(usage)?;
+    let kernel = schedbox::kernel::resolve_kernel(None).map_err(Failure::guest)?;
     let init = nested::find_init().map_err(usage)?;
     let program = match &a.exec {
         Some(p) => std::path::absolute(p).map_err(|e| usage(e.into()))?,
@@ -115,7 +115,7 @@ pub fn run(a: NestedArgs) -> Result<u8, Failure> {
     let outcome = nested::run(&spec, &mut |bytes| {
         let _ = stderr.write_all(bytes);
     })
-    .map_err(usage)?;
+    .map_err(Failure::guest)?;
     for (path, bytes) in &outcome.outputs {
         match bytes {
             Some(b) => write_output(path, b).map_err(usage)?,
@@ -125,7 +125,7 @@ pub fn run(a: NestedArgs) -> Result<u8, Failure> {
     eprintln!("nested run: {:.1} s, outer initramfs {} MiB", outcome.wall.as_secs_f64(), outcome.initramfs_bytes >> 20);
     match outcome.exit {
         NestedExit::Code(c) => Ok(u8::try_from(c).unwrap_or(2)),
-        NestedExit::Error(e) => Err(usage(anyhow!("in the outer guest: {e}"))),
+        NestedExit::Error(e) => Err(Failure::guest(anyhow!("in the outer guest: {e}"))),
     }
 }
 

@@ -29,7 +29,7 @@ pub fn run(a: PlanArgs) -> Result<u8, Failure> {
         let json = serde_json::to_string_pretty(&plan.stream).map_err(|e| Failure::usage(e.into()))?;
         println!("{json}");
     } else {
-        print!("{}", render(&plan.stream));
+        print!("{}", schedbox::untrusted::escape(&render(&plan.stream)));
     }
     Ok(0)
 }

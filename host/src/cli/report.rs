@@ -136,7 +136,7 @@ pub fn run(a: ReportArgs) -> Result<u8, Failure> {
             a.report.display()
         ))
     })?;
-    print!("{}", summary(&report));
+    print!("{}", schedbox::untrusted::escape(&summary(&report)));
     if let Some(path) = &a.svg {
         let svg = svg(&report).map_err(Failure::usage)?;
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display())).map_err(Failure::usage)?;

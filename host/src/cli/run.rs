@@ -17,7 +17,7 @@ use schedbox::op_model::{OpStream, Topology};
 use schedbox::policy::{Policy, Subject};
 use schedbox::results::{Outcome, StepStatus, Verdict};
 use schedbox::sandbox::{digest, LoadedScenario, Sandbox};
-use schedbox::validate::validate_stream;
+use schedbox::validate::validate_replay;
 use serde::Serialize;
 
 use super::staging::Staging;
@@ -188,7 +188,7 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?;
         let stream: OpStream = serde_json::from_str(&text)
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
-        validate_stream(&stream).map_err(|e| Failure { error: e.into(), code: 1 })?;
+        validate_replay(&stream, policy.limits.max_arg_bytes).map_err(|e| Failure { error: e.into(), code: 1 })?;
         let label = path.display().to_string();
         let subject = Subject { label: &label, digest: &digest(text.as_bytes()), signature: None };
         policy.admit(subject, &stream)?;
@@ -276,11 +276,12 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
         }
         groups.entry(key).or_insert((t, Vec::new())).1.push(i);
     }
-    let backend = machine::select_backend(a.guest.backend).map_err(|e| Failure::usage(e.into()))?;
+    let backend = machine::select_backend(a.guest.backend).map_err(|e| Failure::guest(e.into()))?;
     out.report.backend = Some(backend);
     out.save()?;
     let mut reports: Vec<Option<ScenarioReport>> = (0..planned.len()).map(|_| None).collect();
     let mut why_not: Vec<Option<String>> = vec![None; planned.len()];
+    let mut guest_failed = false;
     let interrupted = || interrupt::received().map(|s| format!("interrupted by {}", interrupt::name(s)));
     'groups: for key in order {
         let (topology, members) = &groups[&key];
@@ -311,6 +312,7 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
                     }
                     Err(f) => {
                         let error = format!("booting a {topology} guest: {:#}", f.error);
+                        guest_failed = true;
                         reports[i] = Some(not_executed(p, error));
                         save_progress(out, &reports)?;
                         continue;
@@ -322,6 +324,8 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
             let mut progress = RunProgress::new(&p.stream.scenario.name);
             let exec = execute_observed(machine.as_mut(), &p.stream, &staging.defaults, &p.grants, &mut progress);
             drop(progress);
+            // The guest, the agent or the teardown failed (not the scenario's own verdict).
+            guest_failed |= exec.error.is_some() && !exec.cancelled;
             reports[i] = Some(if exec.cancelled {
                 let why = interrupted().unwrap_or_else(|| "cancelled".into());
                 let mut r = judge_unchecked(p, exec);
@@ -375,10 +379,12 @@ fn run_all(a: &RunArgs, out: &mut ReportFile) -> Result<u8, Failure> {
     out.report.complete = out.report.not_run.is_empty();
     out.report.ended = "every scenario ran".into();
     let verdicts = |v: &str| out.report.scenarios.iter().any(|r| r.verdict == v);
-    Ok(if verdicts("error") {
-        2
-    } else if verdicts("fail") {
-        1
+    // A check that trapped or hit a bound is the scenario's failure (1), as is a
+    // fail verdict; a guest that did not boot or broke is the environment's (3).
+    Ok(if guest_failed {
+        super::EXIT_GUEST
+    } else if verdicts("error") || verdicts("fail") {
+        super::EXIT_FAIL
     } else {
         0
     })
@@ -469,17 +475,20 @@ fn report_of(p: &Planned, exec: Execution, verdict: &'static str, mut messages: 
 }
 
 fn print_table(reports: &[ScenarioReport]) {
+    use std::fmt::Write;
+    let mut out = String::new();
     for r in reports {
-        println!("{:<7} {}  ({} ms, {})", r.verdict.to_uppercase(), r.name, r.duration_ms, r.source);
+        let _ = writeln!(out, "{:<7} {}  ({} ms, {})", r.verdict.to_uppercase(), r.name, r.duration_ms, r.source);
         for s in &r.steps {
             let status = format!("{:?}", s.status).to_lowercase();
             let err = s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
-            println!("    step {:<3} {:<8} {:>6} ms{err}", s.index, status, s.duration_ms);
+            let _ = writeln!(out, "    step {:<3} {:<8} {:>6} ms{err}", s.index, status, s.duration_ms);
         }
         for w in &r.results.workers {
             let cg = if w.cgroup.is_empty() { "<runner>" } else { w.cgroup.as_str() };
             let cpus: Vec<String> = w.cpus.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-            println!(
+            let _ = writeln!(
+                out,
                 "    cgroup {cg}: {} workers, {} iterations, {:.0} ms CPU, {:.1} ms run delay, {} migrations, cpus {{{}}}",
                 w.workers,
                 w.iterations,
@@ -490,11 +499,12 @@ fn print_table(reports: &[ScenarioReport]) {
             );
         }
         for m in &r.messages {
-            println!("    - {m}");
+            let _ = writeln!(out, "    - {m}");
         }
     }
     let count = |v: &str| reports.iter().filter(|r| r.verdict == v).count();
-    println!(
+    let _ = writeln!(
+        out,
         "{} scenario(s): {} passed, {} failed, {} skipped, {} errors",
         reports.len(),
         count("pass"),
@@ -502,4 +512,6 @@ fn print_table(reports: &[ScenarioReport]) {
         count("skip"),
         count("error")
     );
+    // Messages and step errors come from the component and the guest.
+    super::print_stdout(&schedbox::untrusted::escape(&out));
 }

@@ -80,7 +80,8 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
     let env = |e: anyhow::Error| Failure::usage(e);
     let topology = parse_topology(&g.topology).map_err(|e| env(e.into()))?;
     let memory_mib = parse_memory_mib(&g.memory).map_err(env)?;
-    let backend = machine::select_backend(g.backend).map_err(|e| env(e.into()))?;
+    let guest = |e: anyhow::Error| Failure::guest(e);
+    let backend = machine::select_backend(g.backend).map_err(|e| guest(e.into()))?;
     let mut req = BootRequest { kernel: g.kernel.clone(), topology, memory_mib, staged: Vec::new() };
     adjust(&mut req);
     // The boot scheduler's name file only has to outlive the initramfs build.
@@ -88,7 +89,7 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
     if let Some(name) = &g.boot_scheduler {
         machine::stage_boot_scheduler(name, &mut req.staged, name_dir.path()).map_err(env)?;
     }
-    let mut spec = machine::prepare_boot(&req).map_err(env)?;
+    let mut spec = machine::prepare_boot(&req).map_err(guest)?;
     if let Some(secs) = g.boot_timeout {
         spec.boot_timeout = Duration::from_secs(secs);
     }
@@ -100,7 +101,7 @@ pub fn boot_with(g: &GuestArgs, adjust: impl FnOnce(&mut BootRequest)) -> Result
     bar.enable_steady_tick(Duration::from_millis(100));
     let m = machine::boot(backend, &spec);
     bar.finish_and_clear();
-    m.map_err(|e| Failure::usage(e.into()))
+    m.map_err(|e| guest(e.into()))
 }
 
 pub fn run(a: VmArgs) -> Result<u8, Failure> {
@@ -124,12 +125,12 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
     // Ready carries the topology; the kallsyms count arrives with a Facts request.
     let fresh = match m.request(schedbox_wire::RequestBody::Facts) {
         Ok(schedbox_wire::ResponseBody::Facts(f)) => f,
-        Ok(other) => return Err(Failure::usage(anyhow::anyhow!("agent answered Facts with {other:?}"))),
+        Ok(other) => return Err(Failure::guest(anyhow::anyhow!("agent answered Facts with {other:?}"))),
         Err(_) if stopped().is_some() => {
             let _ = m.power_off();
             return Ok(stopped().unwrap_or(2));
         }
-        Err(e) => return Err(Failure::usage(e.into())),
+        Err(e) => return Err(Failure::guest(e.into())),
     };
     let f: &GuestFacts = &fresh;
     let info = Info {
@@ -162,7 +163,7 @@ fn info(a: InfoArgs) -> Result<u8, Failure> {
             info.boot.agent_ready_ms
         )
     };
-    println!("{text}");
-    m.power_off().map_err(|e| Failure::usage(e.into()))?;
+    super::print_stdout(&format!("{text}\n"));
+    m.power_off().map_err(|e| Failure::guest(e.into()))?;
     Ok(0)
 }

@@ -31,7 +31,13 @@ impl Corpus {
         names.sort();
         let mut streams = Vec::new();
         for p in names {
-            match std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+            // A corpus entry is a replayed stream: checked as `run stream.json` checks one.
+            let read = std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| {
+                let s: OpStream = serde_json::from_slice(&b)?;
+                crate::validate::validate_replay(&s, crate::sandbox::SandboxLimits::default().max_arg_bytes)?;
+                Ok(s)
+            });
+            match read {
                 Ok(s) => streams.push(s),
                 Err(e) => tracing::warn!("corpus: skipping {}: {e}", p.display()),
             }

@@ -248,8 +248,9 @@ pub(crate) fn link_down(why: &str) -> MachineError {
 /// Picks a backend: `requested`, or the default for this host — `kvm` on
 /// hardware KVM (also nested);
 /// otherwise `qemu`, with a one-line warning saying why (software PVM cannot
-/// boot a stock kernel; no usable /dev/kvm). `--backend kvm` is refused only
-/// where /dev/kvm cannot be opened.
+/// boot a stock kernel; no usable /dev/kvm), logged once per process however
+/// many guests it boots. `--backend kvm` is refused only where /dev/kvm cannot
+/// be opened.
 pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, MachineError> {
     match requested {
         Some(BackendKind::Qemu) => Ok(BackendKind::Qemu),
@@ -258,7 +259,7 @@ pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, Mac
                 Err(MachineError::Unavailable { backend: BackendKind::Kvm, why })
             }
             schedbox_kvm::KvmKind::Pvm => {
-                tracing::warn!("/dev/kvm is software PVM: the kvm backend runs here, but a stock kernel will not boot");
+                warn_once("/dev/kvm is software PVM: the kvm backend runs here, but a stock kernel will not boot");
                 Ok(BackendKind::Kvm)
             }
             schedbox_kvm::KvmKind::Hardware => Ok(BackendKind::Kvm),
@@ -266,10 +267,22 @@ pub fn select_backend(requested: Option<BackendKind>) -> Result<BackendKind, Mac
         None => {
             let (backend, why) = kvm::default_backend(&schedbox_kvm::detect());
             if let Some(why) = why {
-                tracing::warn!("{why}");
+                warn_once(&why);
             }
             Ok(backend)
         }
+    }
+}
+
+/// Whether the backend choice was already explained in this process.
+static BACKEND_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Logs why the backend is what it is, the first time only: it does not change
+/// between the boots of one process (`run` boots one guest per topology, `watch`
+/// reboots).
+fn warn_once(why: &str) {
+    if !BACKEND_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!("{why}");
     }
 }
 

@@ -98,13 +98,23 @@ impl fmt::Display for WriteRule {
     }
 }
 
+/// Default of `max-duration-ms`: the holds of one stream add up to at most 24 h
+/// (one step's hold has its own hard ceiling, [`crate::validate::MAX_HOLD_MS`]).
+pub const DEFAULT_MAX_DURATION_MS: u64 = 86_400_000;
+
 /// Bounds on the planned stream (the sandbox's own bounds live in [`SandboxLimits`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamBounds {
     /// Most steps a stream may have.
     pub max_steps: Option<usize>,
-    /// Most total hold time (the sum of every step's hold), ms.
+    /// Most total hold time (the sum of every step's hold), ms [`DEFAULT_MAX_DURATION_MS`].
     pub max_duration_ms: Option<u64>,
+}
+
+impl Default for StreamBounds {
+    fn default() -> Self {
+        Self { max_steps: None, max_duration_ms: Some(DEFAULT_MAX_DURATION_MS) }
+    }
 }
 
 /// Which components are trusted with kernel writes and any payload or scheduler.
@@ -262,7 +272,10 @@ impl Policy {
         if let Some(v) = l.max_arg_kib {
             p.limits.max_arg_bytes = mib(v, 10);
         }
-        p.stream = StreamBounds { max_steps: l.max_steps, max_duration_ms: l.max_duration_ms };
+        p.stream = StreamBounds {
+            max_steps: l.max_steps,
+            max_duration_ms: Some(l.max_duration_ms.unwrap_or(DEFAULT_MAX_DURATION_MS)),
+        };
         if let Some(v) = f.wasi.link {
             p.wasi = v;
         }

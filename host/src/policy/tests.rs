@@ -233,3 +233,19 @@ fn a_builder_key_trusts_only_a_listed_source_digest() {
     let err = Policy::from_toml("[trusted]\nkeys = [\"ed25519:1234\"]").unwrap_err();
     assert!(err.contains("[trusted] keys") && err.contains("64 hex digits"), "{err}");
 }
+
+#[test]
+fn max_duration_has_a_default_that_a_policy_or_flag_raises() {
+    assert_eq!(Policy::default().stream.max_duration_ms, Some(DEFAULT_MAX_DURATION_MS));
+    assert_eq!(Policy::from_toml("").unwrap().stream.max_duration_ms, Some(DEFAULT_MAX_DURATION_MS));
+    let mut p = Policy::from_toml("[limits]\nmax-duration-ms = 100_000_000").unwrap();
+    assert_eq!(p.stream.max_duration_ms, Some(100_000_000));
+    // 25 steps of one hour each: over the 24 h default.
+    let s = stream((0..25).map(|_| Step::new(vec![], HoldSpec::fixed_ms(3_600_000))).collect());
+    let mut trusting = Policy::default();
+    trusting.trusted.all = true;
+    let refused = trusting.admit(subject(), &s).expect_err("over the default");
+    assert!(refused.violations[0].what.contains("90000000 ms, at most 86400000 ms"), "{refused}");
+    p.trusted.all = true;
+    assert!(p.admit(subject(), &s).is_ok(), "raised by the policy");
+}

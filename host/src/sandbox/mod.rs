@@ -101,6 +101,9 @@ pub struct HostState {
     memory_limit: usize,
     /// Bytes of all linear memories of the store, and elements of all its tables.
     memory_used: usize,
+    /// `memory_used` before the growth last permitted, and the total it asked for:
+    /// a growth that then fails is taken back and reported.
+    growing: (usize, usize),
     table_elements: usize,
     /// When the current export call's wall-clock budget runs out.
     deadline: std::time::Instant,
@@ -127,6 +130,16 @@ pub struct MemoryBoundError {
     pub limit: usize,
 }
 
+/// A permitted growth that then failed (the memory's own maximum, or the host
+/// could not map it): traps the guest with this error, reported as the memory bound.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory (all memories of the instance together) could not grow to {desired} bytes: {cause}; the bound is {limit} bytes (raise it with --wasm-memory, or `wasm-memory-mib` in [limits] of the policy; a maximum the component declares itself needs a rebuild)")]
+pub struct MemoryGrowFailed {
+    pub desired: usize,
+    pub limit: usize,
+    pub cause: String,
+}
+
 impl ResourceLimiter for HostState {
     /// The bound is on the sum of every linear memory of the store.
     fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
@@ -134,8 +147,17 @@ impl ResourceLimiter for HostState {
         if total > self.memory_limit {
             return Err(MemoryBoundError { desired: total, limit: self.memory_limit }.into());
         }
+        self.growing = (self.memory_used, total);
         self.memory_used = total;
         Ok(true)
+    }
+    /// A growth `memory_growing` permitted failed: it no longer counts, and the
+    /// guest traps with [`MemoryGrowFailed`] instead of seeing `memory.grow` -1.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        let (before, desired) = self.growing;
+        self.memory_used = before;
+        tracing::debug!("linear memory growth to {desired} bytes failed: {error:#}");
+        Err(MemoryGrowFailed { desired, limit: self.memory_limit, cause: format!("{error:#}") }.into())
     }
     /// At most 2^20 table elements in all tables of the store.
     fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
@@ -452,6 +474,7 @@ impl Sandbox {
             recorder: Recorder::new(self.config.limits.clone()),
             memory_limit: self.config.limits.memory_bytes,
             memory_used: 0,
+            growing: (0, 0),
             table_elements: 0,
             deadline: std::time::Instant::now(),
             wasi,
@@ -494,7 +517,9 @@ impl Sandbox {
         let mut store = self.store();
         let inst = self.instantiate(sc, &mut store)?;
         let r = inst.call_describe(&mut store).map_err(|e| classify(&sc.label, "describe", e));
-        Ok(finish_call(&sc.label, &store, r)?.into())
+        let mut info: ScenarioInfo = finish_call(&sc.label, &store, r)?.into();
+        info.summary = crate::untrusted::cap(info.summary);
+        Ok(info)
     }
 
     /// Calls `describe` then `run` in one instance and returns the validated stream.
@@ -511,8 +536,9 @@ impl Sandbox {
         store: &mut Store<HostState>,
         inst: &Scenario,
     ) -> Result<Plan, SandboxError> {
-        let info: ScenarioInfo =
+        let mut info: ScenarioInfo =
             inst.call_describe(&mut *store).map_err(|e| classify(&sc.label, "describe", e))?.into();
+        info.summary = crate::untrusted::cap(info.summary);
         let name = info.name.clone();
         store.data_mut().recorder.start(&info).map_err(Box::new)?;
         store.set_fuel(self.config.limits.fuel).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
@@ -520,6 +546,7 @@ impl Sandbox {
         let ran = inst.call_run(&mut *store).map_err(|e| classify(&name, "run", e))?;
         let rec = &mut store.data_mut().recorder;
         if let Err(message) = ran {
+            let message = crate::untrusted::cap(message);
             let rejection = rec.rejections.first().cloned().map(Box::new);
             return Err(SandboxError::RunFailed { scenario: name, message, rejection });
         }
@@ -538,7 +565,9 @@ impl Sandbox {
         store.data_mut().recorder.phase = Phase::Check;
         store.data_mut().recorder.step_metrics = results.step_metrics.clone();
         let r = inst.call_check(&mut store, &results.into()).map_err(|e| classify(scenario, "check", e));
-        Ok(finish_call(&sc.label, &store, r)?.into())
+        let mut verdict: Verdict = finish_call(&sc.label, &store, r)?.into();
+        verdict.messages = crate::untrusted::cap_messages(verdict.messages);
+        Ok(verdict)
     }
 }
 
@@ -580,7 +609,7 @@ fn finish_call<T>(label: &str, store: &Store<HostState>, r: Result<T, SandboxErr
             }
             if !stderr_tail.is_empty() {
                 message.push_str("\nguest stderr (last lines):\n  ");
-                message.push_str(&stderr_tail.join("\n  "));
+                message.push_str(&crate::untrusted::cap(stderr_tail.join("\n  ")));
             }
         }
         e
@@ -599,6 +628,9 @@ fn classify(scenario: &str, export: &'static str, e: wasmtime::Error) -> Sandbox
         message: format!("{message}{backtrace}"),
     };
     if let Some(m) = e.downcast_ref::<MemoryBoundError>() {
+        return bound(Bound::Memory, m.to_string());
+    }
+    if let Some(m) = e.downcast_ref::<MemoryGrowFailed>() {
         return bound(Bound::Memory, m.to_string());
     }
     if let Some(s) = e.downcast_ref::<StoppedBySignal>() {

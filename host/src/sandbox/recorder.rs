@@ -3,7 +3,7 @@
 
 use crate::contract::schedbox::scenario::{metrics, ops, types as wit};
 use crate::op_model::*;
-use crate::validate::{ValidationError, Validator};
+use crate::validate::{arg_bytes, ValidationError, Validator};
 
 use super::SandboxLimits;
 
@@ -151,9 +151,9 @@ impl Recorder {
             .ok_or_else(|| wasmtime::format_err!("internal error: op recorded before the scenario was described"))
     }
 
-    fn push(&mut self, op: Op, size: usize) -> wasmtime::Result<Result<(), wit::OpError>> {
+    fn push(&mut self, op: Op) -> wasmtime::Result<Result<(), wit::OpError>> {
         let name = op.kind().wit_name();
-        self.gate(name, size)?;
+        self.gate(name, arg_bytes(&op))?;
         if self.count >= self.limits.max_ops {
             return Err(BoundError::TooManyOps { limit: self.limits.max_ops, count: self.count + 1 }.into());
         }
@@ -187,59 +187,6 @@ fn cut(s: &mut String) {
     }
 }
 
-// Byte sizes of arguments, for the string/list bound.
-fn s(v: &str) -> usize {
-    v.len()
-}
-fn ss(v: &[String]) -> usize {
-    v.iter().map(|x| x.len() + 1).sum()
-}
-fn def_size(d: &wit::CgroupDef) -> usize {
-    let mut n = d.name.len();
-    n += d.cpuset.as_ref().map_or(0, cpuset_size);
-    n += d.cpuset_mems.as_ref().map_or(0, |m| m.len() * 4);
-    n += d.workers.iter().map(work_size).sum::<usize>();
-    n += d.payload.as_ref().map_or(0, |p| p.name.len() + ss(&p.args));
-    n
-}
-fn cpuset_size(c: &wit::CpusetSpec) -> usize {
-    match c {
-        wit::CpusetSpec::Exact(v) => v.len() * 4,
-        _ => 16,
-    }
-}
-fn work_size(w: &wit::WorkSpec) -> usize {
-    let phases = match &w.work {
-        wit::WorkType::Sequence(p) => p.len() * 9,
-        _ => 16,
-    };
-    let aff = match &w.affinity {
-        wit::AffinityIntent::Exact(v) => v.len() * 4,
-        _ => 0,
-    };
-    phases + aff + w.comm.as_ref().map_or(0, |c| c.len())
-}
-fn writes_size(w: &[wit::KernelWrite]) -> usize {
-    w.iter()
-        .map(|w| {
-            let t = match &w.target {
-                wit::KernelTarget::Symbol(s) => s.len(),
-                wit::KernelTarget::PerCpuField(f) => f.symbol.len() + f.field.len(),
-                wit::KernelTarget::TaskField(f) => f.field.len() + 12,
-                _ => 8,
-            };
-            let v = match &w.value {
-                wit::KernelValue::Bytes(b) => b.len(),
-                _ => 8,
-            };
-            t + v
-        })
-        .sum()
-}
-fn target_size(t: &wit::KernelTarget) -> usize {
-    writes_size(&[wit::KernelWrite { target: t.clone(), value: wit::KernelValue::U32(0) }])
-}
-
 impl wit::Host for Recorder {}
 
 impl metrics::Host for Recorder {
@@ -256,9 +203,9 @@ impl metrics::Host for Recorder {
 
 impl ops::Host for Recorder {
     fn open_backdrop(&mut self, cgroups: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        self.gate("open-backdrop", cgroups.iter().map(def_size).sum())?;
         self.count_items("setup cgroups", cgroups.len())?;
         let defs: Vec<CgroupDef> = cgroups.into_iter().map(Into::into).collect();
+        self.gate("open-backdrop", arg_bytes(&defs))?;
         if let Err(e) = self.validator()?.open_backdrop(&defs) {
             return Ok(Err(self.reject(e)?));
         }
@@ -275,10 +222,10 @@ impl ops::Host for Recorder {
     }
 
     fn open_step(&mut self, setup: Vec<wit::CgroupDef>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        self.gate("open-step", setup.iter().map(def_size).sum())?;
         self.count_items("steps", 1)?;
         self.count_items("setup cgroups", setup.len())?;
         let defs: Vec<CgroupDef> = setup.into_iter().map(Into::into).collect();
+        self.gate("open-step", arg_bytes(&defs))?;
         if let Err(e) = self.validator()?.open_step(&defs) {
             return Ok(Err(self.reject(e)?));
         }
@@ -300,94 +247,58 @@ impl ops::Host for Recorder {
     }
 
     fn add_cgroup(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name);
-        self.push(Op::add_cgroup(name), n)
+        self.push(Op::add_cgroup(name))
     }
     fn add_cgroup_def(&mut self, def: wit::CgroupDef) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = def_size(&def);
-        self.push(Op::add_cgroup_def(def.into()), n)
+        self.push(Op::add_cgroup_def(def.into()))
     }
     fn remove_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup);
-        self.push(Op::remove_cgroup(cgroup), n)
+        self.push(Op::remove_cgroup(cgroup))
     }
     fn set_cpuset(&mut self, cgroup: String, cpus: wit::CpusetSpec) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup) + cpuset_size(&cpus);
-        self.push(Op::set_cpuset(cgroup, cpus.into()), n)
+        self.push(Op::set_cpuset(cgroup, cpus.into()))
     }
     fn clear_cpuset(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup);
-        self.push(Op::clear_cpuset(cgroup), n)
+        self.push(Op::clear_cpuset(cgroup))
     }
     fn swap_cpusets(&mut self, a: String, b: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&a) + s(&b);
-        self.push(Op::swap_cpusets(a, b), n)
+        self.push(Op::swap_cpusets(a, b))
     }
     fn freeze_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup);
-        self.push(Op::freeze_cgroup(cgroup), n)
+        self.push(Op::freeze_cgroup(cgroup))
     }
     fn unfreeze_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup);
-        self.push(Op::unfreeze_cgroup(cgroup), n)
+        self.push(Op::unfreeze_cgroup(cgroup))
     }
     fn capture_cgroup_procs(&mut self, tag: String, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&tag) + s(&cgroup);
-        self.push(Op::capture_cgroup_procs(tag, cgroup), n)
+        self.push(Op::capture_cgroup_procs(tag, cgroup))
     }
     fn spawn(
         &mut self,
         placement: wit::SpawnPlacement,
         work: wit::WorkSpec,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = work_size(&work)
-            + match &placement {
-                wit::SpawnPlacement::Cgroup(c) => c.len(),
-                wit::SpawnPlacement::RunnerCgroup => 0,
-            };
-        self.push(Op::spawn(placement.into(), work.into()), n)
+        self.push(Op::spawn(placement.into(), work.into()))
     }
     fn spawn_work(
         &mut self,
         placement: wit::SpawnPlacement,
         work: ops::WorkSpecV2,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let aff = match &work.affinity {
-            wit::AffinityIntent::Exact(v) => v.len() * 4,
-            _ => 0,
-        };
-        let base = match &work.work {
-            ops::Work::Base(wit::WorkType::Sequence(p)) => p.len() * 9,
-            _ => 24,
-        };
-        let n = base
-            + aff
-            + work.comm.as_ref().map_or(0, |c| c.len())
-            + match &placement {
-                wit::SpawnPlacement::Cgroup(c) => c.len(),
-                wit::SpawnPlacement::RunnerCgroup => 0,
-            };
-        self.push(Op::spawn(placement.into(), work.into()), n)
+        self.push(Op::spawn(placement.into(), work.into()))
     }
     fn stop_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup);
-        self.push(Op::stop_cgroup(cgroup), n)
+        self.push(Op::stop_cgroup(cgroup))
     }
     fn set_affinity(
         &mut self,
         cgroup: String,
         affinity: wit::AffinityIntent,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&cgroup)
-            + match &affinity {
-                wit::AffinityIntent::Exact(v) => v.len() * 4,
-                _ => 0,
-            };
-        self.push(Op::set_affinity(cgroup, affinity.into()), n)
+        self.push(Op::set_affinity(cgroup, affinity.into()))
     }
     fn move_all_tasks(&mut self, from: String, to: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&from) + s(&to);
-        self.push(Op::move_all_tasks(from, to), n)
+        self.push(Op::move_all_tasks(from, to))
     }
     fn run_payload(
         &mut self,
@@ -395,32 +306,25 @@ impl ops::Host for Recorder {
         args: Vec<String>,
         cgroup: Option<String>,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name) + ss(&args) + cgroup.as_deref().map_or(0, s);
-        self.push(Op::run_payload(name, args, cgroup), n)
+        self.push(Op::run_payload(name, args, cgroup))
     }
     fn wait_payload(&mut self, name: String, cgroup: Option<String>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name) + cgroup.as_deref().map_or(0, s);
-        self.push(Op::wait_payload(name, cgroup), n)
+        self.push(Op::wait_payload(name, cgroup))
     }
     fn kill_payload(&mut self, name: String, cgroup: Option<String>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name) + cgroup.as_deref().map_or(0, s);
-        self.push(Op::kill_payload(name, cgroup), n)
+        self.push(Op::kill_payload(name, cgroup))
     }
     fn capture_snapshot(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name);
-        self.push(Op::capture_snapshot(name), n)
+        self.push(Op::capture_snapshot(name))
     }
     fn watch_snapshot(&mut self, symbol: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&symbol);
-        self.push(Op::watch_snapshot(symbol), n)
+        self.push(Op::watch_snapshot(symbol))
     }
     fn write_kernel_hot(&mut self, writes: Vec<wit::KernelWrite>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = writes_size(&writes);
-        self.push(Op::write_kernel_hot(writes.into_iter().map(Into::into).collect()), n)
+        self.push(Op::write_kernel_hot(writes.into_iter().map(Into::into).collect()))
     }
     fn write_kernel_cold(&mut self, writes: Vec<wit::KernelWrite>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = writes_size(&writes);
-        self.push(Op::write_kernel_cold(writes.into_iter().map(Into::into).collect()), n)
+        self.push(Op::write_kernel_cold(writes.into_iter().map(Into::into).collect()))
     }
     fn read_kernel_hot(
         &mut self,
@@ -428,8 +332,7 @@ impl ops::Host for Recorder {
         target: wit::KernelTarget,
         width: wit::KernelValueWidth,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&tag) + target_size(&target);
-        self.push(Op::read_kernel_hot(tag, target.into(), width.into()), n)
+        self.push(Op::read_kernel_hot(tag, target.into(), width.into()))
     }
     fn read_kernel_cold(
         &mut self,
@@ -437,40 +340,27 @@ impl ops::Host for Recorder {
         target: wit::KernelTarget,
         width: wit::KernelValueWidth,
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&tag) + target_size(&target);
-        self.push(Op::read_kernel_cold(tag, target.into(), width.into()), n)
+        self.push(Op::read_kernel_cold(tag, target.into(), width.into()))
     }
     fn attach_scheduler(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name);
-        self.push(Op::attach_scheduler(name), n)
+        self.push(Op::attach_scheduler(name))
     }
     fn detach_scheduler(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
-        self.push(Op::detach_scheduler(), 0)
+        self.push(Op::detach_scheduler())
     }
     fn restart_scheduler(&mut self) -> wasmtime::Result<Result<(), wit::OpError>> {
-        self.push(Op::restart_scheduler(), 0)
+        self.push(Op::restart_scheduler())
     }
     fn replace_scheduler(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name);
-        self.push(Op::replace_scheduler(name), n)
+        self.push(Op::replace_scheduler(name))
     }
     fn pin_bpf_map(&mut self, name: String) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = s(&name);
-        self.push(Op::pin_bpf_map(name), n)
+        self.push(Op::pin_bpf_map(name))
     }
     fn steer_irq(&mut self, irq: wit::IrqSelector, cpu: u32) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = match &irq {
-            wit::IrqSelector::ByLabel(l) => l.len(),
-            wit::IrqSelector::ByNumber(_) => 0,
-        };
-        self.push(Op::steer_irq(irq.into(), cpu), n)
+        self.push(Op::steer_irq(irq.into(), cpu))
     }
     fn steer_irq_cpus(&mut self, irq: wit::IrqSelector, cpus: Vec<u32>) -> wasmtime::Result<Result<(), wit::OpError>> {
-        let n = match &irq {
-            wit::IrqSelector::ByLabel(l) => l.len(),
-            wit::IrqSelector::ByNumber(_) => 0,
-        }
-        .max(cpus.len() * 4);
-        self.push(Op::steer_irq_cpus(irq.into(), cpus), n)
+        self.push(Op::steer_irq_cpus(irq.into(), cpus))
     }
 }

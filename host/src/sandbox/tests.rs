@@ -131,3 +131,30 @@ fn the_memory_bound_is_on_all_memories_of_an_instance_together() {
     assert!(state.table_growing(0, 1 << 19, None).unwrap());
     assert!(!state.table_growing(0, 1, None).unwrap());
 }
+
+#[test]
+fn a_permitted_growth_that_fails_is_taken_back_and_reported_as_the_memory_bound() {
+    use wasmtime::ResourceLimiter;
+    let config = SandboxConfig {
+        cache_root: None,
+        limits: super::SandboxLimits { memory_bytes: 64 << 20, ..Default::default() },
+        ..SandboxConfig::default()
+    };
+    let sb = Sandbox::new(config).unwrap();
+    let mut store = sb.store();
+    let state = store.data_mut();
+    assert!(state.memory_growing(0, 48 << 20, None).unwrap());
+    let err = state.memory_grow_failed(wasmtime::format_err!("mmap failed")).expect_err("the guest traps");
+    let text = err.to_string();
+    assert!(text.contains("could not grow to 50331648 bytes: mmap failed"), "{text}");
+    assert!(text.contains("the bound is 67108864 bytes (raise it with --wasm-memory"), "{text}");
+    match super::classify("s", "run", err) {
+        super::SandboxError::Bound { bound, message, .. } => {
+            assert_eq!(bound, super::Bound::Memory);
+            assert!(message.contains("--wasm-memory"), "{message}");
+        }
+        other => panic!("not the memory bound: {other:?}"),
+    }
+    // The failed 48 MiB no longer count: 64 MiB still fit.
+    assert!(state.memory_growing(0, 64 << 20, None).unwrap());
+}

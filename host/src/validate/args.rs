@@ -25,6 +25,21 @@ pub(super) fn name(what: &str, value: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// A payload or scheduler name (`what`: "payload name" or "scheduler name"):
+/// the file name it is staged under in the guest, so one plain path component,
+/// as `--payload NAME=PATH` and `--scheduler NAME=PATH` require.
+pub(super) fn staged_name(what: &str, value: &str) -> Result<(), Problem> {
+    name(what, value)?;
+    if value.contains('/') || value == "." || value == ".." {
+        let flag = if what.starts_with("scheduler") { "--scheduler" } else { "--payload" };
+        return Err(Problem::new(
+            format!("{what} {value:?} is not a plain name: it names the file staged into the guest"),
+            format!("use a name without '/' (and not \".\" or \"..\"), the NAME of {flag} NAME=PATH"),
+        ));
+    }
+    Ok(())
+}
+
 /// A cgroup name: one path component below the scenario's managed parent.
 pub(super) fn cgroup_name(value: &str) -> Result<(), Problem> {
     name("cgroup name", value)?;
@@ -34,14 +49,25 @@ pub(super) fn cgroup_name(value: &str) -> Result<(), Problem> {
             "cgroups are created flat under the scenario's parent; drop the '/'",
         ));
     }
-    if value.starts_with("cgroup.") {
+    if let Some(prefix) = INTERFACE_PREFIXES.iter().find(|p| value.starts_with(&format!("{p}."))) {
         return Err(Problem::new(
-            format!("cgroup name {value:?} collides with the kernel's cgroup.* interface files"),
-            "pick a name that does not start with \"cgroup.\"",
+            format!(
+                "cgroup name {value:?} collides with the kernel's {prefix}.* interface files (a child cgroup \
+                 cannot share a name with its parent's files)"
+            ),
+            format!(
+                "pick a name that does not start with \"{prefix}.\" (nor with any of {})",
+                INTERFACE_PREFIXES.iter().map(|p| format!("\"{p}.\"")).collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     Ok(())
 }
+
+/// Prefixes of the interface files in a cgroup v2 directory: the core
+/// `cgroup.*` and `irq.pressure` files and those of each v2 controller.
+pub const INTERFACE_PREFIXES: &[&str] =
+    &["cgroup", "cpu", "cpuset", "io", "memory", "pids", "rdma", "hugetlb", "misc", "irq"];
 
 fn frac_in(what: &str, v: f64, lo_open: bool, lo: f64, hi: f64) -> Result<(), Problem> {
     let ok = v.is_finite() && if lo_open { v > lo } else { v >= lo } && v <= hi;
@@ -408,17 +434,50 @@ pub(super) fn cgroup_def(def: &CgroupDef, topo: Option<&Topology>) -> Result<(),
         work_spec(w, topo).map_err(ctx)?;
     }
     if let Some(p) = &def.payload {
-        name("payload name", &p.name).map_err(ctx)?;
+        staged_name("payload name", &p.name).map_err(ctx)?;
     }
     Ok(())
 }
 
-pub(super) fn hold(h: &HoldSpec) -> Result<(), Problem> {
+/// The hard ceiling on one step's hold (1 h), whatever the policy says: a
+/// fixed hold, a fraction of the scenario duration and a loop (which runs for
+/// the whole duration) alike. Longer runs are made of more steps.
+pub const MAX_HOLD_MS: u64 = 3_600_000;
+
+/// Checks a hold; with the scenario duration, also the time it resolves to
+/// against [`MAX_HOLD_MS`].
+pub(super) fn hold(h: &HoldSpec, duration_ms: Option<u64>) -> Result<(), Problem> {
     match h {
-        HoldSpec::Frac(f) => frac_in("hold frac", *f, true, 0.0, 1.0),
-        HoldSpec::LoopMs(0) => Err(Problem::new("loop interval is 0 ms", "use an interval of at least 1 ms")),
-        _ => Ok(()),
+        HoldSpec::Frac(f) => frac_in("hold frac", *f, true, 0.0, 1.0)?,
+        HoldSpec::LoopMs(0) => {
+            return Err(Problem::new("loop interval is 0 ms", "use an interval of at least 1 ms"));
+        }
+        HoldSpec::LoopMs(i) if *i > MAX_HOLD_MS => {
+            return Err(Problem::new(
+                format!("loop interval {i} ms is above the {MAX_HOLD_MS} ms (1 h) hold ceiling"),
+                format!("use an interval of at most {MAX_HOLD_MS} ms"),
+            ));
+        }
+        _ => {}
     }
+    let ms = match (h, duration_ms) {
+        (HoldSpec::FixedMs(ms), _) => *ms,
+        (HoldSpec::Frac(f), Some(d)) => (f * d as f64).ceil() as u64,
+        (HoldSpec::LoopMs(_), Some(d)) => d,
+        _ => return Ok(()),
+    };
+    if ms > MAX_HOLD_MS {
+        let what = match h {
+            HoldSpec::FixedMs(_) => "a fixed hold".to_string(),
+            HoldSpec::Frac(f) => format!("frac {f} of the {} ms duration", duration_ms.unwrap_or(0)),
+            HoldSpec::LoopMs(_) => "a loop, which runs for the whole duration,".to_string(),
+        };
+        return Err(Problem::new(
+            format!("{what} holds {ms} ms, above the {MAX_HOLD_MS} ms (1 h) ceiling on one step's hold"),
+            format!("hold at most {MAX_HOLD_MS} ms per step: split the time over more steps"),
+        ));
+    }
+    Ok(())
 }
 
 fn kernel_target(t: &KernelTarget) -> Result<(), Problem> {

@@ -13,7 +13,7 @@ use std::fmt;
 
 use crate::op_model::{CgroupDef, HoldSpec, Op, OpKind, OpStream, ScenarioInfo, Section};
 
-pub use args::MAX_NAME_LEN;
+pub use args::{MAX_HOLD_MS, MAX_NAME_LEN};
 pub use ownership::Validator;
 
 /// Most watch ops a scenario may hold (hardware slot 0 is reserved).
@@ -92,9 +92,82 @@ pub fn validate_stream(stream: &OpStream) -> Result<(), ValidationError> {
     v.finish()
 }
 
-/// Checks a single hold, for callers outside a stream.
+/// Bytes of the string and list arguments of an op (or of a list of setup
+/// cgroups): string bytes (enum names spelled as strings included), and 4
+/// bytes per number. The per-call argument bound
+/// (`max-arg-kib`, default 64 KiB) measures this, in the sandbox for each import
+/// call and in [`validate_replay`] for each op of a replayed stream.
+pub fn arg_bytes<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    fn walk(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Number(_) => 4,
+            serde_json::Value::Array(a) => a.iter().map(walk).sum(),
+            serde_json::Value::Object(o) => o.values().map(walk).sum(),
+            serde_json::Value::Bool(_) | serde_json::Value::Null => 0,
+        }
+    }
+    match serde_json::to_value(v) {
+        // An op's `op` tag is its name, not an argument.
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.remove("op");
+            o.values().map(walk).sum()
+        }
+        Ok(v) => walk(&v),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Checks a replayed stream (`schedbox run stream.json`) as a planned one is
+/// checked: the contract it was emitted under is this host's, every op's and
+/// setup list's arguments are within `max_arg_bytes` (see [`arg_bytes`]), and
+/// [`validate_stream`]. Unknown fields are refused by the stream's serde types.
+pub fn validate_replay(stream: &OpStream, max_arg_bytes: usize) -> Result<(), ValidationError> {
+    let at = |section: Option<Section>, op_index: Option<usize>, op: Option<OpKind>, message: String, fix: String| {
+        ValidationError { scenario: stream.scenario.name.clone(), section, op_index, op, message, fix }
+    };
+    if stream.contract != crate::op_model::CONTRACT_VERSION {
+        return Err(at(
+            None,
+            None,
+            None,
+            format!(
+                "the stream's contract {:?} is not this host's contract {:?}",
+                stream.contract,
+                crate::op_model::CONTRACT_VERSION
+            ),
+            "re-plan the scenario with this schedbox (`schedbox plan --json`) and replay that stream".into(),
+        ));
+    }
+    let too_large = |what: &str, len: usize| {
+        (
+            format!("{what} have {len} bytes of string/list arguments; the bound is {max_arg_bytes} bytes"),
+            "shorten the arguments, or raise `max-arg-kib` in [limits] of the policy".to_string(),
+        )
+    };
+    let setups = std::iter::once((Section::Backdrop, &stream.backdrop.cgroups))
+        .chain(stream.steps.iter().enumerate().map(|(i, s)| (Section::Step(i), &s.setup)));
+    for (section, defs) in setups {
+        let len = arg_bytes(defs);
+        if len > max_arg_bytes {
+            let (m, f) = too_large("the setup cgroups", len);
+            return Err(at(Some(section), None, None, m, f));
+        }
+    }
+    for (section, i, op) in stream.ops() {
+        let len = arg_bytes(op);
+        if len > max_arg_bytes {
+            let (m, f) = too_large("the op's arguments", len);
+            return Err(at(Some(section), Some(i), Some(op.kind()), m, f));
+        }
+    }
+    validate_stream(stream)
+}
+
+/// Checks a single hold, for callers outside a stream (without the scenario
+/// duration, a fraction or loop is not checked against [`MAX_HOLD_MS`]).
 pub fn check_hold(h: &HoldSpec) -> Result<(), Problem> {
-    args::hold(h)
+    args::hold(h, None)
 }
 
 /// Checks one cgroup definition, for callers outside a stream.

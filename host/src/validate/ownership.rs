@@ -154,7 +154,8 @@ impl Validator {
                 "call open-step before adding ops and closing",
             )));
         };
-        args::hold(hold).map_err(|p| self.located(Some(Section::Step(i)), None, None, p.context("hold")))?;
+        args::hold(hold, Some(self.info.duration_ms))
+            .map_err(|p| self.located(Some(Section::Step(i)), None, None, p.context("hold")))?;
         // Step teardown: step-local cgroups go, step-owned payloads are drained.
         self.cgroups.retain(|_, o| *o == Owner::Backdrop);
         self.payloads.retain(|(_, _, o)| *o == Owner::Backdrop);
@@ -453,7 +454,7 @@ fn describe(info: &ScenarioInfo) -> Result<(), Problem> {
     }
     for (what, names) in [("payload name", &info.payloads), ("scheduler name", &info.schedulers)] {
         for (i, n) in names.iter().enumerate() {
-            args::name(what, n)?;
+            args::staged_name(what, n)?;
             if names[..i].contains(n) {
                 return Err(Problem::new(format!("{what} {n:?} is declared twice"), "declare each name once"));
             }
@@ -529,7 +530,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             args::cgroup_name(to)
         }
         Op::RunPayload { name, args: a, cgroup } => {
-            args::name("payload name", name)?;
+            args::staged_name("payload name", name)?;
             if let Some(cg) = cgroup {
                 args::cgroup_name(cg)?;
             }
@@ -539,7 +540,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
             Ok(())
         }
         Op::WaitPayload { name, cgroup } | Op::KillPayload { name, cgroup } => {
-            args::name("payload name", name)?;
+            args::staged_name("payload name", name)?;
             cgroup.as_deref().map_or(Ok(()), args::cgroup_name)
         }
         Op::CaptureSnapshot { name } => args::name("snapshot name", name),
@@ -549,7 +550,7 @@ pub(super) fn op_args(op: &Op, topo: Option<&Topology>) -> Result<(), Problem> {
         Op::ReadKernelHot { tag, target, width } => args::kernel_read(tag, target, width, true),
         Op::ReadKernelCold { tag, target, width } => args::kernel_read(tag, target, width, false),
         Op::AttachScheduler { scheduler } | Op::ReplaceScheduler { scheduler } => {
-            args::name("scheduler name", scheduler)
+            args::staged_name("scheduler name", scheduler)
         }
         Op::DetachScheduler | Op::RestartScheduler => Ok(()),
         Op::PinBpfMap { name } => {

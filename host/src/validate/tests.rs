@@ -657,3 +657,154 @@ fn numa_work_types_need_two_nodes_and_bounded_parameters() {
     let t = two_nodes(WorkType::NumaWorkingSetSweep { size_kib: 64, passes: 0 });
     assert!(t.contains("numa-working-set-sweep passes is 0"), "{t}");
 }
+
+#[test]
+fn holds_over_the_one_hour_ceiling_are_rejected_at_their_step() {
+    let at = |hold: HoldSpec, duration_ms: u64| {
+        let mut s = stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::fixed_ms(10)), Step::new(vec![], hold)]);
+        s.scenario.duration_ms = duration_ms;
+        validate_stream(&s)
+    };
+    validate_stream(&stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::fixed_ms(MAX_HOLD_MS))])).unwrap();
+    for (hold, duration, said) in [
+        (HoldSpec::fixed_ms(u64::MAX), 1000, "a fixed hold holds 18446744073709551615 ms"),
+        (HoldSpec::fixed_ms(MAX_HOLD_MS + 1), 1000, "a fixed hold holds 3600001 ms"),
+        (HoldSpec::frac(1.0), 7_200_000, "frac 1 of the 7200000 ms duration holds 7200000 ms"),
+        (HoldSpec::loop_ms(10), 7_200_000, "a loop, which runs for the whole duration, holds 7200000 ms"),
+        (HoldSpec::loop_ms(MAX_HOLD_MS + 1), 1000, "loop interval 3600001 ms is above"),
+    ] {
+        let e = at(hold.clone(), duration).expect_err("over the ceiling");
+        assert_eq!(e.section, Some(Section::Step(1)), "{e}");
+        assert_eq!(e.op_index, None);
+        let text = e.to_string();
+        assert!(text.starts_with("scenario \"t\", step 1: hold: "), "{text}");
+        assert!(text.contains(said), "{hold:?}: {text}");
+        assert!(text.contains("fix: ") && text.contains("at most 3600000 ms"), "{text}");
+    }
+    // Within the ceiling: half of a 2 h scenario.
+    at(HoldSpec::frac(0.5), 7_200_000).unwrap();
+}
+
+#[test]
+fn cgroup_names_of_controller_interface_files_are_rejected() {
+    for (i, (bad, prefix)) in [
+        ("cpu.max", "cpu"),
+        ("cgroup.procs", "cgroup"),
+        ("memory.high", "memory"),
+        ("cpuset.cpus", "cpuset"),
+        ("io.weight", "io"),
+        ("pids.max", "pids"),
+        ("hugetlb.2MB.max", "hugetlb"),
+        ("irq.pressure", "irq"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = reject_at(vec![Op::add_cgroup(bad)], 0, OpKind::AddCgroup, &format!("{prefix}.* interface files"));
+        assert!(text.contains(&format!("does not start with \"{prefix}.\"")), "{i}: {text}");
+    }
+    // A setup cgroup is checked too, and names that merely share a prefix pass.
+    let s =
+        stream(Backdrop::new(), vec![Step::with_defs(vec![CgroupDef::named("memory.low")], vec![], HoldSpec::FULL)]);
+    let e = validate_stream(&s).expect_err("setup cgroup memory.low");
+    assert!(e.to_string().contains("setup cgroup: cgroup name \"memory.low\""), "{e}");
+    let ok =
+        Step::new(vec![Op::add_cgroup("cpu"), Op::add_cgroup("cpux.y"), Op::add_cgroup("memory-hog")], HoldSpec::FULL);
+    validate_stream(&stream(Backdrop::new(), vec![ok])).unwrap();
+}
+
+#[test]
+fn payload_and_scheduler_names_with_a_slash_are_rejected_everywhere_with_one_message() {
+    let fix = |flag: &str| format!("use a name without '/' (and not \".\" or \"..\"), the NAME of {flag} NAME=PATH");
+    for (op, kind, what, flag) in [
+        (Op::run_payload("bin/stress", vec![], None), OpKind::RunPayload, "payload name", "--payload"),
+        (Op::wait_payload("../stress", None), OpKind::WaitPayload, "payload name", "--payload"),
+        (Op::attach_scheduler("/usr/bin/scx"), OpKind::AttachScheduler, "scheduler name", "--scheduler"),
+        (Op::replace_scheduler(".."), OpKind::ReplaceScheduler, "scheduler name", "--scheduler"),
+    ] {
+        let text = reject_at(vec![op], 0, kind, &format!("{what} "));
+        assert!(text.contains("is not a plain name: it names the file staged into the guest"), "{text}");
+        assert!(text.ends_with(&fix(flag)), "{text}");
+    }
+    for (payloads, schedulers, what) in
+        [(vec!["a/b".to_string()], vec![], "payload name"), (vec![], vec!["x/y".to_string()], "scheduler name")]
+    {
+        let mut i = info();
+        i.payloads = payloads;
+        i.schedulers = schedulers;
+        let e = Validator::new(&i).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("scenario \"t\", describe: {what} ")), "{e}");
+        assert!(e.contains("is not a plain name"), "{e}");
+    }
+}
+
+/// A valid stream as JSON, changed by `edit`, parsed as a replay is.
+fn replay_json(edit: impl FnOnce(&mut serde_json::Value)) -> Result<OpStream, String> {
+    let s = stream(
+        Backdrop::new(),
+        vec![Step::with_defs(
+            vec![CgroupDef::named("a").workers(1)],
+            vec![Op::run_payload("stress", vec!["-c".into()], Some("a".into()))],
+            HoldSpec::fixed_ms(10),
+        )],
+    );
+    let mut v = serde_json::to_value(&s).unwrap();
+    edit(&mut v);
+    serde_json::from_value::<OpStream>(v).map_err(|e| e.to_string())
+}
+
+#[test]
+fn replays_refuse_unknown_fields_and_misspelled_keys_at_every_level() {
+    replay_json(|_| {}).expect("the unedited stream parses");
+    for (edit, field) in [
+        (
+            Box::new(|j: &mut serde_json::Value| j["extra"] = 1.into()) as Box<dyn FnOnce(&mut serde_json::Value)>,
+            "extra",
+        ),
+        (Box::new(|j: &mut serde_json::Value| j["scenario"]["duraton_ms"] = 1.into()), "duraton_ms"),
+        (Box::new(|j: &mut serde_json::Value| j["scenario"]["topology"]["numa"] = 1.into()), "numa"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["hodl"] = 1.into()), "hodl"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["ops"][0]["cgruop"] = "a".into()), "cgruop"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["setup"][0]["cpu_wieght"] = 5.into()), "cpu_wieght"),
+        (Box::new(|j: &mut serde_json::Value| j["steps"][0]["setup"][0]["workers"][0]["nicee"] = 5.into()), "nicee"),
+        (Box::new(|j: &mut serde_json::Value| j["backdrop"]["opz"] = serde_json::json!([])), "opz"),
+    ] {
+        let e = replay_json(edit).expect_err(field);
+        assert!(e.contains(&format!("unknown field `{field}`")), "{field}: {e}");
+    }
+    // A struct variant of an externally tagged enum (a work type's fields).
+    let e = replay_json(|j| {
+        j["steps"][0]["setup"][0]["workers"][0]["work"] = serde_json::json!({"wake-chain": {"depth": 2, "dpeth": 3}})
+    })
+    .expect_err("misspelled work field");
+    assert!(e.contains("unknown field `dpeth`"), "{e}");
+}
+
+#[test]
+fn replays_need_this_hosts_contract_and_keep_the_argument_bound() {
+    let ok = replay_json(|_| {}).unwrap();
+    validate_replay(&ok, 64 << 10).unwrap();
+    let mut other = ok.clone();
+    other.contract = "schedbox:scenario@9.9.9".into();
+    let e = validate_replay(&other, 64 << 10).unwrap_err().to_string();
+    assert!(e.contains("contract \"schedbox:scenario@9.9.9\" is not this host's contract \"schedbox:scenario@"), "{e}");
+    assert!(e.contains("fix: re-plan"), "{e}");
+    // A 70 KiB payload argument: the 64 KiB bound the sandbox puts on each call.
+    let mut big = ok.clone();
+    big.steps[0].ops[0] = Op::run_payload("stress", vec!["x".repeat(70 << 10)], Some("a".into()));
+    validate_stream(&big).expect("valid but for its size");
+    let e = validate_replay(&big, 64 << 10).unwrap_err();
+    assert_eq!((e.section, e.op_index, e.op), (Some(Section::Step(0)), Some(0), Some(OpKind::RunPayload)), "{e}");
+    assert!(e.to_string().contains("71687 bytes of string/list arguments; the bound is 65536 bytes"), "{e}");
+    assert!(e.to_string().contains("raise `max-arg-kib`"), "{e}");
+    // The setup cgroups of a step are measured together, as one open-step call is.
+    let mut setup = ok.clone();
+    setup.steps[0].setup[0].name = "y".repeat(200);
+    setup.steps[0].setup.extend((0..400).map(|i| CgroupDef::named(format!("{i}{}", "z".repeat(200)))));
+    let e = validate_replay(&setup, 64 << 10).unwrap_err();
+    assert_eq!((e.section, e.op_index), (Some(Section::Step(0)), None), "{e}");
+    assert!(e.to_string().contains("the setup cgroups have"), "{e}");
+    // The same measure as the sandbox's: string bytes plus 4 per number.
+    assert_eq!(arg_bytes(&Op::add_cgroup("abc")), 3);
+    assert_eq!(arg_bytes(&Op::set_cpuset("ab", CpusetSpec::Exact(vec![1, 2, 3]))), 2 + 12);
+}

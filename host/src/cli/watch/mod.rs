@@ -301,7 +301,7 @@ impl Watch<'_> {
         // A fresh guest is clean by construction; verifying it is the baseline (and cheap).
         let baseline = g.reset(&mut self.events)?;
         if !baseline.verified {
-            return Err(Failure::usage(anyhow!(
+            return Err(Failure::guest(anyhow!(
                 "a freshly booted guest does not verify clean ({}): check the kernel and the agent",
                 baseline.reason.unwrap_or_default()
             )));
@@ -312,7 +312,8 @@ impl Watch<'_> {
 
     /// A component that cannot run: say why, remember it failed, keep going.
     fn refuse(&mut self, path: &Path, sha: Option<&str>, stage: &str, message: String) {
-        eprintln!("✗ {} ({stage}): {message}\n  waiting for the next version", path.display());
+        let shown = schedbox::untrusted::escape(&message);
+        eprintln!("✗ {} ({stage}): {shown}\n  waiting for the next version", path.display());
         self.events.emit(
             "error",
             json!({ "path": path.display().to_string(), "component_sha": sha, "stage": stage, "message": message }),
@@ -335,9 +336,9 @@ impl Watch<'_> {
             })
             .collect();
         let ms = exec.duration.as_millis() as u64;
-        eprintln!("{:<9} {name} ({ms} ms)", verdict.to_uppercase());
+        eprintln!("{:<9} {} ({ms} ms)", verdict.to_uppercase(), schedbox::untrusted::escape(name));
         for m in messages {
-            eprintln!("    - {m}");
+            eprintln!("    - {}", schedbox::untrusted::escape(m));
         }
         self.events.emit(
             "verdict",
