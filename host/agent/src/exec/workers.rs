@@ -237,9 +237,7 @@ fn exec_all(
         inherit.extend(wspec.pipe.iter().flat_map(|&(r, w)| [r, w]));
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("schedbox-worker").arg(worker::ARG).arg(json).stdin(Stdio::null());
-        if let Err(e) = spawn::place(&mut cmd, cgroup, inherit) {
-            return Err(e);
-        }
+        spawn::place(&mut cmd, cgroup, inherit)?;
         match cmd.spawn() {
             Ok(child) => started.push(worker(child.id(), index)),
             Err(e) => return Err(format!("starting worker {index} of {n}: {e}")),
@@ -369,13 +367,7 @@ pub fn stats<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerSta
 }
 
 fn latency(shm: &Shm, slot: usize, which: Lat) -> Option<Latency> {
-    shm.latency(slot, which).map(|(samples, p50_ns, p90_ns, p99_ns, max_ns)| Latency {
-        samples,
-        p50_ns,
-        p90_ns,
-        p99_ns,
-        max_ns,
-    })
+    shm.latency(slot, which).map(|(samples, p50_ns, p99_ns, max_ns)| Latency { samples, p50_ns, p99_ns, max_ns })
 }
 
 /// A stopped worker's last counters: `alive` false.
