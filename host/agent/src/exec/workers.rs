@@ -367,7 +367,13 @@ pub fn stats<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<WorkerSta
 }
 
 fn latency(shm: &Shm, slot: usize, which: Lat) -> Option<Latency> {
-    shm.latency(slot, which).map(|(samples, p50_ns, p99_ns, max_ns)| Latency { samples, p50_ns, p99_ns, max_ns })
+    shm.latency(slot, which).map(|(samples, p50_ns, p90_ns, p99_ns, max_ns)| Latency {
+        samples,
+        p50_ns,
+        p90_ns,
+        p99_ns,
+        max_ns,
+    })
 }
 
 /// A stopped worker's last counters: `alive` false.
