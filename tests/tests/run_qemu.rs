@@ -445,14 +445,22 @@ fn a_failing_op_fails_its_step_skips_the_rest_and_leaves_nothing() {
     assert!(err.contains("ghost"), "{err}");
     assert!(exec.leftovers.is_empty() && exec.error.is_none(), "{exec:?}");
     assert_clean(m.as_mut());
-    // No worker survived: the agent is the only user-space process left
-    // (kernel threads share the root cgroup; they have no command line).
+    // No worker survived: the agent and its worker parent (`sbx-zygote`, which forks
+    // the workers) are the only user-space processes left (kernel threads share the
+    // root cgroup; they have no command line).
     let root_procs = read(m.as_mut(), "/sys/fs/cgroup/cgroup.procs").unwrap();
-    let user: Vec<&str> = root_procs
-        .lines()
-        .filter(|pid| read(m.as_mut(), &format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()))
-        .collect();
-    assert_eq!(user, ["1"], "user processes left: {user:?}");
+    let mut user: Vec<String> = Vec::new();
+    for pid in root_procs.lines() {
+        if !read(m.as_mut(), &format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+            continue;
+        }
+        let comm = read(m.as_mut(), &format!("/proc/{pid}/comm")).unwrap_or_default();
+        user.push(if pid == "1" { "agent".to_owned() } else { format!("{pid} {}", comm.trim()) });
+    }
+    let zygote = user.iter().filter(|u| u.ends_with(" sbx-zygote")).count();
+    assert!(zygote <= 1, "more than one worker parent: {user:?}");
+    let others: Vec<&String> = user.iter().filter(|u| *u != "agent" && !u.ends_with(" sbx-zygote")).collect();
+    assert!(user.first().is_some_and(|u| u == "agent") && others.is_empty(), "user processes left: {user:?}");
     m.power_off().unwrap();
 }
 
