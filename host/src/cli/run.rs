@@ -186,7 +186,7 @@ fn plan_one(sandbox: &Sandbox, policy: &Policy, path: &Path) -> Result<Planned, 
     if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?;
-        let stream: OpStream = serde_json::from_str(&text)
+        let stream: OpStream = schedbox::validate::parse_replay(text.as_bytes())
             .map_err(|e| Failure { error: anyhow!("{}: not an op stream: {e}", path.display()), code: 1 })?;
         validate_replay(&stream, policy.limits.max_arg_bytes).map_err(|e| Failure { error: e.into(), code: 1 })?;
         let label = path.display().to_string();

@@ -33,7 +33,7 @@ impl Corpus {
         for p in names {
             // A corpus entry is a replayed stream: checked as `run stream.json` checks one.
             let read = std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| {
-                let s: OpStream = serde_json::from_slice(&b)?;
+                let s: OpStream = crate::validate::parse_replay(&b).map_err(anyhow::Error::msg)?;
                 crate::validate::validate_replay(&s, crate::sandbox::SandboxLimits::default().max_arg_bytes)?;
                 Ok(s)
             });

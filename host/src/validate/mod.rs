@@ -118,6 +118,32 @@ pub fn arg_bytes<T: serde::Serialize + ?Sized>(v: &T) -> usize {
     }
 }
 
+/// Parses a replayed stream (the JSON of `schedbox plan --json`). Unknown fields are
+/// refused by the stream's serde types, and here for the ops that take no arguments
+/// (`detach-scheduler`, `restart-scheduler`), which serde's internally tagged unit
+/// variants would otherwise accept with any fields.
+pub fn parse_replay(text: &[u8]) -> Result<OpStream, String> {
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    let ops_of = |v: &serde_json::Value| v.get("ops").and_then(|o| o.as_array()).cloned().unwrap_or_default();
+    let mut sections = vec![("backdrop".to_owned(), value.get("backdrop").map(ops_of).unwrap_or_default())];
+    if let Some(steps) = value.get("steps").and_then(|s| s.as_array()) {
+        sections.extend(steps.iter().enumerate().map(|(i, s)| (format!("step {i}"), ops_of(s))));
+    }
+    for (section, ops) in sections {
+        for (j, op) in ops.iter().enumerate() {
+            let Some(fields) = op.as_object() else { continue };
+            let name = fields.get("op").and_then(|n| n.as_str()).unwrap_or_default();
+            if matches!(name, "detach-scheduler" | "restart-scheduler") && fields.len() > 1 {
+                let extra: Vec<&str> = fields.keys().map(String::as_str).filter(|k| *k != "op").collect();
+                return Err(format!(
+                    "{section}, op {j} ({name}): unknown field(s) {extra:?}: {name} takes no arguments"
+                ));
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// Checks a replayed stream (`schedbox run stream.json`) as a planned one is
 /// checked: the contract it was emitted under is this host's, every op's and
 /// setup list's arguments are within `max_arg_bytes` (see [`arg_bytes`]), and

@@ -750,7 +750,20 @@ fn replay_json(edit: impl FnOnce(&mut serde_json::Value)) -> Result<OpStream, St
     );
     let mut v = serde_json::to_value(&s).unwrap();
     edit(&mut v);
-    serde_json::from_value::<OpStream>(v).map_err(|e| e.to_string())
+    super::parse_replay(&serde_json::to_vec(&v).unwrap())
+}
+
+#[test]
+fn replays_refuse_fields_on_ops_that_take_none() {
+    for name in ["detach-scheduler", "restart-scheduler"] {
+        let plain = replay_json(|j| j["steps"][0]["ops"].as_array_mut().unwrap().push(serde_json::json!({"op": name})));
+        plain.unwrap_or_else(|e| panic!("{name} alone parses: {e}"));
+        let e = replay_json(|j| {
+            j["steps"][0]["ops"].as_array_mut().unwrap().push(serde_json::json!({"op": name, "bogus": 1}))
+        })
+        .expect_err(name);
+        assert!(e.contains(&format!("step 0, op 1 ({name}): unknown field(s) [\"bogus\"]")), "{e}");
+    }
 }
 
 #[test]
