@@ -561,6 +561,13 @@ typedef schedbox_scenario_ops_work_spec_v2_t sb_work2_t;
 #define sb_w2_numa_working_set_sweep(size_kib, passes) \
     SB__W2V(NUMA_WORKING_SET_SWEEP, numa_working_set_sweep, \
             (schedbox_scenario_ops_numa_working_set_sweep_t){(size_kib), (passes)})
+/* Block I/O on the guest's null_blk device (sizes: multiples of 4 KiB up to 1024):
+ * O_DSYNC sequential writes; O_DIRECT random reads; a writer of write_kib blocks with
+ * `readers` 4 KiB random readers behind it (groups of readers + 1). */
+#define sb_w2_io_sync_write(block_kib) SB__W2V(IO_SYNC_WRITE, io_sync_write, (block_kib))
+#define sb_w2_io_rand_read(block_kib) SB__W2V(IO_RAND_READ, io_rand_read, (block_kib))
+#define sb_w2_io_convoy(readers, write_kib) \
+    SB__W2V(IO_CONVOY, io_convoy, (schedbox_scenario_ops_io_convoy_t){(readers), (write_kib)})
 #define sb_w2_idle_churn(spin_iters, sleep_us) \
     SB__W2V(IDLE_CHURN, idle_churn, (schedbox_scenario_ops_idle_churn_t){(spin_iters), (sleep_us)})
 #define sb_w2_cache_yield(size_kib) SB__W2V(CACHE_YIELD, cache_yield, (size_kib))

@@ -144,6 +144,20 @@ func W2NumaWorkingSetSweep(sizeKib, passes uint32) Work2Kind {
 	return ops.MakeWorkNumaWorkingSetSweep(ops.NumaWorkingSetSweep{SizeKib: sizeKib, Passes: passes})
 }
 
+// W2IoSyncWrite writes blockKib (a multiple of 4) with O_DSYNC to the guest's null_blk
+// device, sequentially in a stripe of its own; each write's time is request latency.
+func W2IoSyncWrite(blockKib uint32) Work2Kind { return ops.MakeWorkIoSyncWrite(blockKib) }
+
+// W2IoRandRead reads blockKib (a multiple of 4) with O_DIRECT at random offsets of the
+// guest's null_blk device; each read's time is request latency.
+func W2IoRandRead(blockKib uint32) Work2Kind { return ops.MakeWorkIoRandRead(blockKib) }
+
+// W2IoConvoy: groups of one writer of writeKib O_DIRECT|O_DSYNC blocks and readers 4 KiB
+// random readers behind it (spawn a multiple of readers+1 workers).
+func W2IoConvoy(readers, writeKib uint32) Work2Kind {
+	return ops.MakeWorkIoConvoy(ops.IoConvoy{Readers: readers, WriteKib: writeKib})
+}
+
 // W2IdleChurn spins spinIters and sleeps sleepUs, repeatedly.
 func W2IdleChurn(spinIters, sleepUs uint64) Work2Kind {
 	return ops.MakeWorkIdleChurn(ops.IdleChurn{SpinIters: spinIters, SleepUs: sleepUs})

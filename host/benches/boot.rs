@@ -40,11 +40,9 @@ fn main() {
             .filter(|p| p.is_file()),
     );
     let trivial_spec = {
-        let initramfs = build_cached(
-            &InitramfsSpec { agent: trivial_init(&agent), modules, staged: vec![], kernel_config: None },
-            &cache,
-        )
-        .unwrap();
+        let initramfs =
+            build_cached(&InitramfsSpec { agent: trivial_init(&agent), modules, ..Default::default() }, &cache)
+                .unwrap();
         let mut s = spec.clone();
         s.initramfs = initramfs;
         s

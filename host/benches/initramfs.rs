@@ -13,12 +13,7 @@ fn bench(c: &mut Criterion) {
     // A staged binary the size of a real scx scheduler (about 4 MB).
     let staged = tmp.path().join("scheduler");
     std::fs::write(&staged, vec![0x5au8; 4 << 20]).unwrap();
-    let spec = InitramfsSpec {
-        agent,
-        modules: vec![],
-        staged: vec![("/staging/schedulers/s".into(), staged)],
-        kernel_config: None,
-    };
+    let spec = InitramfsSpec { agent, staged: vec![("/staging/schedulers/s".into(), staged)], ..Default::default() };
     let cache = tmp.path().join("cache");
     let path = build_cached(&spec, &cache).unwrap();
     let bytes = std::fs::metadata(&path).unwrap().len();

@@ -5,6 +5,7 @@
 //! (`tests/fixtures/guests/`) to `target/scenarios/fixtures/<name>.wasm`, the
 //! example scenarios to `target/scenarios/<lang>/<name>.wasm`.
 
+pub mod guest;
 pub mod suites;
 
 use std::ops::Deref;

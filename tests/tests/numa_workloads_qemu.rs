@@ -7,23 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use schedbox::machine::{self, parse_topology, BootRequest, Machine};
+use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::StepMetrics;
-use schedbox_tests::test_backend;
+use schedbox_tests::guest::{ask, boot, read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
-
-fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {
-    let what = format!("{body:?}");
-    m.request(body).unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-fn read(m: &mut dyn Machine, path: &str) -> String {
-    match m.request(RequestBody::ReadFile { path: path.into() }) {
-        Ok(ResponseBody::File(s)) => s,
-        other => panic!("{path}: {other:?}"),
-    }
-}
 
 fn vmstat(m: &mut dyn Machine, key: &str) -> u64 {
     let s = read(m, "/proc/vmstat");
@@ -60,10 +48,7 @@ fn sample(
 #[test]
 fn numa_work_types_move_workers_and_pages_between_the_guest_nodes() {
     // Two nodes of one CPU each: node 0 = CPU 0, node 1 = CPU 1, 256 MiB each.
-    let req =
-        BootRequest { kernel: None, topology: parse_topology("2n1l1c1t").unwrap(), memory_mib: 512, staged: vec![] };
-    let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    let mut vm = machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"));
+    let mut vm = boot("2n1l1c1t", "");
     let m = vm.as_mut();
     assert_eq!(read(m, "/sys/devices/system/node/online").trim(), "0-1", "the guest sees two NUMA nodes");
     assert_eq!(read(m, "/sys/devices/system/node/has_memory").trim(), "0-1", "both nodes have memory");

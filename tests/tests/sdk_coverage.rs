@@ -39,9 +39,9 @@ fn spawn_work_reaches_every_added_work_type() {
             _ => None,
         })
         .collect();
-    assert_eq!(specs.len(), 27, "{specs:?}");
+    assert_eq!(specs.len(), 30, "{specs:?}");
     assert!(specs.iter().all(|s| s.comm.as_deref() == Some("new-work") || s.comm.is_none()));
-    let names: BTreeSet<String> = specs[..26]
+    let names: BTreeSet<String> = specs[..29]
         .iter()
         .map(|s| match serde_json::to_value(&s.work).unwrap() {
             serde_json::Value::String(n) => n,
@@ -49,11 +49,12 @@ fn spawn_work_reaches_every_added_work_type() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(names.len(), 26, "each added work type once: {names:?}");
+    assert_eq!(names.len(), 29, "each added work type once: {names:?}");
+    assert!(specs.iter().any(|s| s.work == WorkType::IoConvoy { readers: 3, write_kib: 256 }));
     assert!(specs.iter().any(|s| s.work == WorkType::WakeChain { depth: 3, pipe: true, work_iters: 500 }));
     assert!(specs.iter().any(|s| s.work == WorkType::Schbench { workers: 2, request_us: 200, sleep_us: 1000 }));
-    assert_eq!(specs[26].policy, SchedPolicy::Deadline { runtime_us: 2000, deadline_us: 10_000, period_us: 10_000 });
-    assert_eq!(specs[26].work, WorkType::SpinWait);
+    assert_eq!(specs[29].policy, SchedPolicy::Deadline { runtime_us: 2000, deadline_us: 10_000, period_us: 10_000 });
+    assert_eq!(specs[29].work, WorkType::SpinWait);
     assert!(loaded.imports.iter().any(|i| i.name.starts_with("schedbox:scenario/ops@0.1.")));
 }
 

@@ -7,30 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use schedbox::machine::{self, parse_topology, BootRequest, Machine};
+use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::{StepMetrics, WorkerStat};
-use schedbox_tests::test_backend;
+use schedbox_tests::guest::{ask, read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
-
-fn boot(topology: &str) -> Box<dyn Machine> {
-    let req =
-        BootRequest { kernel: None, topology: parse_topology(topology).unwrap(), memory_mib: 512, staged: vec![] };
-    let spec = machine::prepare_boot(&req).unwrap_or_else(|e| panic!("prepare (run `cargo xtask setup`): {e:#}"));
-    machine::boot(test_backend(), &spec).unwrap_or_else(|e| panic!("boot: {e}"))
-}
-
-fn ask(m: &mut dyn Machine, body: RequestBody) -> ResponseBody {
-    let what = format!("{body:?}");
-    m.request(body).unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-fn read(m: &mut dyn Machine, path: &str) -> String {
-    match m.request(RequestBody::ReadFile { path: path.into() }) {
-        Ok(ResponseBody::File(s)) => s,
-        other => panic!("{path}: {other:?}"),
-    }
-}
 
 fn pids(m: &mut dyn Machine, cgroup: &str) -> Vec<u32> {
     let procs = read(m, &format!("/sys/fs/cgroup/schedbox/{cgroup}/cgroup.procs"));
@@ -140,7 +121,7 @@ fn spec(work: WorkType, n: u32) -> WorkSpec {
 #[test]
 fn every_workload_family_shows_its_effect_in_the_kernel_or_its_measurements() {
     // Two cores with two SMT threads each: siblings {0,1} and {2,3}.
-    let mut vm = boot("1n1l2c2t");
+    let mut vm = schedbox_tests::guest::boot("1n1l2c2t", "");
     let m = vm.as_mut();
     ask(m, RequestBody::BeginScenario { name: "workloads".into() });
 

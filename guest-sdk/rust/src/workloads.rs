@@ -129,6 +129,21 @@ impl Work {
     pub fn numa_working_set_sweep(size_kib: u32, passes: u32) -> Self {
         Work::NumaWorkingSetSweep(crate::ops::NumaWorkingSetSweep { size_kib, passes })
     }
+    /// `O_DSYNC` writes of `block_kib` KiB (a multiple of 4) to the guest's null_blk
+    /// device, sequential in a stripe of its own; each write's time is request latency.
+    pub fn io_sync_write(block_kib: u32) -> Self {
+        Work::IoSyncWrite(block_kib)
+    }
+    /// `O_DIRECT` reads of `block_kib` KiB (a multiple of 4) at random offsets of the
+    /// guest's null_blk device; each read's time is request latency.
+    pub fn io_rand_read(block_kib: u32) -> Self {
+        Work::IoRandRead(block_kib)
+    }
+    /// Groups of one writer of `write_kib` `O_DIRECT|O_DSYNC` blocks and `readers` 4 KiB
+    /// random readers queued behind it (spawn a multiple of `readers + 1` workers).
+    pub fn io_convoy(readers: u32, write_kib: u32) -> Self {
+        Work::IoConvoy(crate::ops::IoConvoy { readers, write_kib })
+    }
     /// Spin `spin_iters`, sleep `sleep_us`, repeatedly.
     pub fn idle_churn(spin_iters: u64, sleep_us: u64) -> Self {
         Work::IdleChurn(IdleChurn { spin_iters, sleep_us })

@@ -10,6 +10,7 @@
 //! [`zygote`]) or run as `/init worker <json spec>` (see [`worker`]),
 //! and the client of guest-initiated host-side ops: `/init host-op ...` (see [`hostops`]).
 
+mod blockdev;
 mod channel;
 mod exec;
 mod hostops;
@@ -64,7 +65,11 @@ fn agent() -> Result<(), String> {
     let controllers = setup::enable_controllers();
     let _ = CONTROLLERS.set(controllers);
     // Before any thread starts: the worker parent is forked from a single-threaded agent.
-    if let Err(e) = zygote::start() {
+    // `schedbox.workers=exec` starts every worker by a fork and exec of the agent instead
+    // (the fallback, kept testable and measurable).
+    if cmdline_value(&cmdline, "schedbox.workers") == Some("exec") {
+        console("schedbox-agent: schedbox.workers=exec: workers start by exec");
+    } else if let Err(e) = zygote::start() {
         console(&format!("schedbox-agent: {e}; workers start by exec"));
     }
     let facts = current_facts(false);

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 /// Where the host's initramfs builder puts them, named `NN-<module>` in load order.
 pub const DIR: &str = "/lib/modules/schedbox";
+/// Modules loaded only when an op needs them (named `<module>.ko*`), e.g. null_blk for
+/// the block I/O work types.
+pub const ON_DEMAND_DIR: &str = "/lib/modules/schedbox/on-demand";
 
 /// `finit_module` flag: the file is compressed; the kernel (`CONFIG_MODULE_DECOMPRESS`)
 /// inflates it.
@@ -48,15 +51,28 @@ pub fn load_all(dir: &Path) -> Vec<Loaded> {
         .into_iter()
         .map(|path| Loaded {
             name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            result: load(&path, compression(&path).unwrap_or(false)),
+            result: load(&path, compression(&path).unwrap_or(false), c""),
         })
         .collect()
 }
 
-pub fn load(path: &Path, compressed: bool) -> std::io::Result<bool> {
+/// Loads the module file named `<name>.ko*` in `dir` with `params`; `Ok(None)` when
+/// there is no such file.
+pub fn load_named(dir: &Path, name: &str, params: &CStr) -> std::io::Result<Option<bool>> {
+    let found = list(dir).into_iter().find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.strip_prefix(name).is_some_and(|r| r.starts_with(".ko")))
+    });
+    match found {
+        Some(path) => load(&path, compression(&path).unwrap_or(false), params).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub fn load(path: &Path, compressed: bool, params: &CStr) -> std::io::Result<bool> {
     let file = File::open(path)?;
     let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
-    let params: &CStr = c"";
     // SAFETY: finit_module(2) reads the module from an open descriptor that `file` owns
     // for the whole call, and `params` is a valid NUL-terminated string; the kernel
     // copies both and keeps no reference to our memory.

@@ -110,8 +110,9 @@ pub struct WorkerStat {
     /// wakee running; preempt-storm: the real-time worker's timer lateness).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_latency: Option<Latency>,
-    /// Request latency of schbench (post to request done) and lock wait of
-    /// mutex-contention and priority-inversion (the high-priority worker).
+    /// Request latency of schbench (post to request done), lock wait of
+    /// mutex-contention and priority-inversion (the high-priority worker), and each
+    /// request of the block I/O work types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_latency: Option<Latency>,
 }

@@ -117,6 +117,20 @@ pub enum WorkType {
     /// MPOL_BIND with MPOL_MF_MOVE) and sweeps it `passes` times on each, from the CPUs
     /// of the first node (local, then remote passes). One work unit per pass.
     NumaWorkingSetSweep { size_kib: u32, passes: u32 },
+    // --- block I/O (the guest's null_blk device, `/dev/nullb0`) ---
+    /// Writes `block_kib` blocks one after another through the page cache with
+    /// `O_DSYNC` (each write waits for the device), in a stripe of the device of its
+    /// own. One work unit per write; the write's time is its request latency.
+    IoSyncWrite { block_kib: u32 },
+    /// Reads `block_kib` blocks at random aligned offsets with `O_DIRECT` (no page
+    /// cache: every read goes to the device). One work unit per read; the read's time
+    /// is its request latency.
+    IoRandRead { block_kib: u32 },
+    /// Groups of one writer and `readers` readers: the writer issues `write_kib`
+    /// `O_DIRECT|O_DSYNC` writes back to back; the readers issue 4 KiB `O_DIRECT`
+    /// random reads that queue behind them. Every worker records each request's time
+    /// as request latency (the readers' shows the convoy).
+    IoConvoy { readers: u32, write_kib: u32 },
     // --- sleep / cache ---
     /// Spins `spin_iters`, sleeps `sleep_us`, repeats: many short idle entries.
     IdleChurn { spin_iters: u64, sleep_us: u64 },
@@ -128,6 +142,11 @@ pub enum WorkType {
 }
 
 impl WorkType {
+    /// Whether the workers do block I/O (they need the guest's block device).
+    pub fn is_block_io(&self) -> bool {
+        matches!(self, WorkType::IoSyncWrite { .. } | WorkType::IoRandRead { .. } | WorkType::IoConvoy { .. })
+    }
+
     /// Workers per group: pairs, a waker plus its waiters, a chain, contenders, the
     /// priority-inversion triple; 1 otherwise. A spawn's count is a multiple of it.
     pub fn group_size(&self) -> u32 {
@@ -146,7 +165,8 @@ impl WorkType {
             | WorkType::FanOutCompute { fan_out: n, .. }
             | WorkType::EpollStorm { waiters: n }
             | WorkType::ThunderingHerd { waiters: n, .. }
-            | WorkType::Schbench { workers: n, .. } => n.saturating_add(1),
+            | WorkType::Schbench { workers: n, .. }
+            | WorkType::IoConvoy { readers: n, .. } => n.saturating_add(1),
             WorkType::WakeChain { depth, .. } => *depth,
             WorkType::MutexContention { contenders, .. } => *contenders,
             WorkType::ProducerConsumerImbalance { producers, consumers, .. } => producers.saturating_add(*consumers),

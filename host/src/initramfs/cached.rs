@@ -14,6 +14,8 @@ use super::InitramfsError;
 
 /// Where the agent finds the modules to load before it opens its channel.
 pub const MODULES_DIR: &str = "/lib/modules/schedbox";
+/// Where the agent finds the modules it loads only when an op needs them.
+pub const ON_DEMAND_MODULES_DIR: &str = "/lib/modules/schedbox/on-demand";
 /// Where the guest kernel's `.config` goes; the agent links `/boot/config-$(uname -r)`
 /// to it at boot, where libbpf reads `__kconfig` externs from.
 pub const KERNEL_CONFIG_GUEST: &str = "/boot/config";
@@ -30,6 +32,9 @@ pub struct InitramfsSpec {
     /// Kernel modules (`.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`) in load order; placed under
     /// [`MODULES_DIR`] as `NN-<name>` so the agent's lexical order is this order.
     pub modules: Vec<PathBuf>,
+    /// Kernel modules the agent loads only when an op needs them (null_blk for the block
+    /// I/O work types); placed under [`ON_DEMAND_MODULES_DIR`] by their own names.
+    pub on_demand_modules: Vec<PathBuf>,
     /// (guest path under [`STAGING_DIR`], host file), installed with mode 0755.
     pub staged: Vec<(String, PathBuf)>,
     /// The guest kernel's `.config`, installed as [`KERNEL_CONFIG_GUEST`] (mode 0644).
@@ -42,11 +47,15 @@ impl InitramfsSpec {
         let mut image = Initramfs::new(self.agent.as_path());
         image.dir(MODULES_DIR, 0o755)?;
         for (i, module) in self.modules.iter().enumerate() {
-            let name = module.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !MODULE_SUFFIXES.iter().any(|s| name.len() > s.len() && name.ends_with(s)) {
-                return Err(InitramfsError::NotAModule(module.clone()));
-            }
+            let name = module_name(module)?;
             image.file(&format!("{MODULES_DIR}/{i:02}-{name}"), module.as_path(), 0o644)?;
+        }
+        if !self.on_demand_modules.is_empty() {
+            image.dir(ON_DEMAND_MODULES_DIR, 0o755)?;
+        }
+        for module in &self.on_demand_modules {
+            let name = module_name(module)?;
+            image.file(&format!("{ON_DEMAND_MODULES_DIR}/{name}"), module.as_path(), 0o644)?;
         }
         if let Some(config) = &self.kernel_config {
             image.file(KERNEL_CONFIG_GUEST, config.as_path(), 0o644)?;
@@ -71,6 +80,15 @@ impl InitramfsSpec {
         }
         Ok(image)
     }
+}
+
+/// The file name of a kernel module file, or why it is not one.
+fn module_name(module: &Path) -> Result<&str, InitramfsError> {
+    let name = module.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if !MODULE_SUFFIXES.iter().any(|s| name.len() > s.len() && name.ends_with(s)) {
+        return Err(InitramfsError::NotAModule(module.to_path_buf()));
+    }
+    Ok(name)
 }
 
 /// The archive for `spec` under `<cache_dir>/initramfs/`, named by the SHA-256 of its

@@ -11,7 +11,7 @@ mod prune;
 
 use std::path::PathBuf;
 
-pub use cached::{build_cached, InitramfsSpec, KERNEL_CONFIG_GUEST, MODULES_DIR, STAGING_DIR};
+pub use cached::{build_cached, InitramfsSpec, KERNEL_CONFIG_GUEST, MODULES_DIR, ON_DEMAND_MODULES_DIR, STAGING_DIR};
 pub use image::{FileSource, Initramfs};
 pub use prune::{prune, touch, Pruned, INITRAMFS_CACHE_MAX_BYTES};
 

@@ -146,6 +146,7 @@ fn build_cached_writes_once_and_rebuilds_on_change() {
     let spec = InitramfsSpec {
         agent: host("agent", b"\x7fELF static agent"),
         modules: vec![host("virtio_mmio.ko.xz", b"xz module"), host("a.ko", b"plain module")],
+        on_demand_modules: vec![host("null_blk.ko.xz", b"on demand")],
         staged: vec![("/staging/bin/payload".into(), host("payload", &[9u8; 1001]))],
         kernel_config: Some(host("config", b"CONFIG_HZ=250\n")),
     };
@@ -162,6 +163,11 @@ fn build_cached_writes_once_and_rebuilds_on_change() {
     let m0 = entry(&all, "lib/modules/schedbox/00-virtio_mmio.ko.xz");
     assert_eq!((m0.mode, m0.data.as_slice()), (0o100644, b"xz module".as_slice()));
     assert_eq!(entry(&all, "lib/modules/schedbox/01-a.ko").data, b"plain module");
+    // On-demand modules keep their names, in a directory of their own the boot-time
+    // loader does not read.
+    let nb = entry(&all, "lib/modules/schedbox/on-demand/null_blk.ko.xz");
+    assert_eq!((nb.mode, nb.data.as_slice()), (0o100644, b"on demand".as_slice()));
+    assert_eq!(entry(&all, "lib/modules/schedbox/on-demand").mode & 0o170000, 0o040000);
     let payload = entry(&all, "staging/bin/payload");
     assert_eq!((payload.mode, payload.data.len()), (0o100755, 1001));
 
@@ -186,20 +192,20 @@ fn build_cached_refuses_non_modules_stray_staging_and_missing_files() {
     let agent = tmp.path().join("agent");
     fs::write(&agent, b"a").unwrap();
     let cache = tmp.path().join("cache");
-    let spec =
-        InitramfsSpec { agent: agent.clone(), modules: vec![agent.clone()], staged: vec![], kernel_config: None };
+    let spec = InitramfsSpec { agent: agent.clone(), modules: vec![agent.clone()], ..Default::default() };
+    assert!(build_cached(&spec, &cache).unwrap_err().to_string().contains("not a kernel module"));
+    let spec = InitramfsSpec { agent: agent.clone(), on_demand_modules: vec![agent.clone()], ..Default::default() };
     assert!(build_cached(&spec, &cache).unwrap_err().to_string().contains("not a kernel module"));
     for guest in ["/init2", "/staging", "/staging/", "/stagingx/a", "/staging/../init"] {
         let spec = InitramfsSpec {
             agent: agent.clone(),
             modules: vec![],
             staged: vec![(guest.into(), agent.clone())],
-            kernel_config: None,
+            ..Default::default()
         };
         assert!(build_cached(&spec, &cache).is_err(), "{guest}");
     }
-    let spec =
-        InitramfsSpec { agent: tmp.path().join("missing"), modules: vec![], staged: vec![], kernel_config: None };
+    let spec = InitramfsSpec { agent: tmp.path().join("missing"), ..Default::default() };
     let err = build_cached(&spec, &cache).unwrap_err().to_string();
     assert!(err.contains("missing") && err.contains("/init"), "{err}");
     assert!(!cache.join("initramfs").exists() || fs::read_dir(cache.join("initramfs")).unwrap().count() == 0);
@@ -210,7 +216,7 @@ fn a_corrupt_cache_entry_is_rebuilt_not_booted() {
     let tmp = tempfile::tempdir().unwrap();
     let agent = tmp.path().join("agent");
     fs::write(&agent, vec![7u8; 100_000]).unwrap();
-    let spec = InitramfsSpec { agent, modules: vec![], staged: vec![], kernel_config: None };
+    let spec = InitramfsSpec { agent, ..Default::default() };
     let cache = tmp.path().join("cache");
     let path = build_cached(&spec, &cache).unwrap();
     let good = fs::read(&path).unwrap();

@@ -23,6 +23,9 @@ pub struct BootRequest {
 
 /// Module giving microvm its virtio transport (not built into Debian's kernel).
 pub const VIRTIO_MMIO: &str = "kernel/drivers/virtio/virtio_mmio.ko.xz";
+/// null_blk in a modules tree, with configfs it depends on: the block device of the
+/// block I/O work types, loaded by the agent on the first spawn that needs it.
+pub const NULL_BLK: [&str; 2] = ["kernel/fs/configfs/configfs.ko.xz", "kernel/drivers/block/null_blk/null_blk.ko.xz"];
 
 /// Where an installed schedbox keeps its guest binaries (`cargo xtask install`
 /// copies the agent and the fixture scheduler there): `SCHEDBOX_DATA_DIR`, else
@@ -145,6 +148,12 @@ pub fn prepare_boot(req: &BootRequest) -> Result<BootSpec> {
     let spec = InitramfsSpec {
         agent,
         modules: virtio_mmio.into_iter().collect(),
+        on_demand_modules: kernel
+            .modules_dir
+            .iter()
+            .flat_map(|d| NULL_BLK.map(|m| d.join(m)))
+            .filter(|p| p.is_file())
+            .collect(),
         staged,
         kernel_config: kernel.config.clone().filter(|p| p.is_file()),
     };

@@ -264,6 +264,9 @@ mod v2 {
                     Self::NumaMigrationChurn { period_ms: x.period_ms, size_kib: x.size_kib }
                 }
                 w::Work::NumaWorkingSetSweep(x) => Self::NumaWorkingSetSweep { size_kib: x.size_kib, passes: x.passes },
+                w::Work::IoSyncWrite(block_kib) => Self::IoSyncWrite { block_kib },
+                w::Work::IoRandRead(block_kib) => Self::IoRandRead { block_kib },
+                w::Work::IoConvoy(x) => Self::IoConvoy { readers: x.readers, write_kib: x.write_kib },
                 w::Work::IdleChurn(x) => Self::IdleChurn { spin_iters: x.spin_iters, sleep_us: x.sleep_us },
                 w::Work::CacheYield(size_kib) => Self::CacheYield { size_kib },
                 w::Work::CachePipe(size_kib) => Self::CachePipe { size_kib },

@@ -332,6 +332,12 @@ fn new_work(work: &WorkType) -> Result<(), Problem> {
             }
             buffer("numa-working-set-sweep size_kib", size_kib)
         }
+        WorkType::IoSyncWrite { block_kib } => io_block("io-sync-write block_kib", block_kib),
+        WorkType::IoRandRead { block_kib } => io_block("io-rand-read block_kib", block_kib),
+        WorkType::IoConvoy { readers, write_kib } => {
+            group("io-convoy readers", readers, 255)?;
+            io_block("io-convoy write_kib", write_kib)
+        }
         WorkType::IdleChurn { sleep_us, .. } if sleep_us > 10_000_000 => Err(Problem::new(
             format!("idle-churn sleep_us {sleep_us} exceeds 10 s"),
             "use a sleep_us of at most 10000000",
@@ -340,6 +346,18 @@ fn new_work(work: &WorkType) -> Result<(), Problem> {
         WorkType::CachePipe { size_kib } => buffer("cache-pipe size_kib", size_kib),
         _ => Ok(()),
     }
+}
+
+/// A block I/O size: whole 4 KiB blocks (the alignment `O_DIRECT` needs on any
+/// device), at most 1 MiB per request.
+fn io_block(what: &str, kib: u32) -> Result<(), Problem> {
+    if kib == 0 || kib > 1024 || !kib.is_multiple_of(4) {
+        return Err(Problem::new(
+            format!("{what} {kib} KiB is not a multiple of 4 in 4..=1024"),
+            format!("use a {what} that is a multiple of 4 KiB in 4..=1024 (e.g. 4 or 64)"),
+        ));
+    }
+    Ok(())
 }
 
 /// SCHED_DEADLINE parameters the kernel accepts: 1024 ns <= runtime <= deadline <=

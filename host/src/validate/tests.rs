@@ -433,6 +433,9 @@ pub(crate) fn every_new_work_type() -> Vec<WorkType> {
         WorkType::SignalStorm,
         WorkType::ProducerConsumerImbalance { producers: 1, consumers: 2, work_iters: 100 },
         WorkType::PageFaultChurn { size_kib: 256 },
+        WorkType::IoSyncWrite { block_kib: 4 },
+        WorkType::IoRandRead { block_kib: 64 },
+        WorkType::IoConvoy { readers: 3, write_kib: 256 },
         WorkType::IdleChurn { spin_iters: 100, sleep_us: 50 },
         WorkType::CacheYield { size_kib: 256 },
         WorkType::CachePipe { size_kib: 256 },
@@ -656,6 +659,46 @@ fn numa_work_types_need_two_nodes_and_bounded_parameters() {
     assert!(t.contains("numa-migration-churn size_kib 0 KiB"), "{t}");
     let t = two_nodes(WorkType::NumaWorkingSetSweep { size_kib: 64, passes: 0 });
     assert!(t.contains("numa-working-set-sweep passes is 0"), "{t}");
+}
+
+#[test]
+fn block_io_sizes_are_whole_4_kib_blocks_up_to_1_mib() {
+    let refused = |work: WorkType| {
+        let n = work.group_size();
+        reject_at(
+            vec![Op::spawn(SpawnPlacement::cgroup("a"), WorkSpec::default().work(work).workers(n))],
+            0,
+            OpKind::Spawn,
+            "",
+        )
+    };
+    for (work, says) in [
+        (WorkType::IoSyncWrite { block_kib: 0 }, "io-sync-write block_kib 0 KiB is not a multiple of 4 in 4..=1024"),
+        (WorkType::IoRandRead { block_kib: 6 }, "io-rand-read block_kib 6 KiB is not a multiple of 4"),
+        (WorkType::IoRandRead { block_kib: 2048 }, "io-rand-read block_kib 2048 KiB"),
+        (WorkType::IoConvoy { readers: 1, write_kib: 1028 }, "io-convoy write_kib 1028 KiB"),
+        (WorkType::IoConvoy { readers: 0, write_kib: 64 }, "io-convoy readers 0 is outside 1..=255"),
+    ] {
+        let t = refused(work);
+        assert!(t.contains(says), "{t}");
+    }
+    // A convoy is one writer and its readers: a count that is not whole groups is refused.
+    let t = reject_at(
+        vec![Op::spawn(
+            SpawnPlacement::cgroup("a"),
+            WorkSpec::default().work(WorkType::IoConvoy { readers: 3, write_kib: 64 }).workers(6),
+        )],
+        0,
+        OpKind::Spawn,
+        "runs in groups of 4 workers; 6 is not a multiple of 4",
+    );
+    assert!(t.contains("e.g. 4"), "{t}");
+    assert_eq!(
+        serde_json::to_string(&WorkType::IoConvoy { readers: 3, write_kib: 64 }).unwrap(),
+        r#"{"io-convoy":{"readers":3,"write_kib":64}}"#
+    );
+    assert!(WorkType::IoRandRead { block_kib: 4 }.is_block_io());
+    assert!(!WorkType::PageFaultChurn { size_kib: 4 }.is_block_io());
 }
 
 #[test]

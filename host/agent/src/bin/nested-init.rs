@@ -64,7 +64,7 @@ fn run() -> Result<Ran, String> {
     for m in &plan.modules {
         let t = Instant::now();
         let compressed = !m.ends_with(".ko");
-        match modules::load(Path::new(m), compressed) {
+        match modules::load(Path::new(m), compressed, c"") {
             Ok(_) => eprintln!("nested-init: loaded {m} in {} ms", t.elapsed().as_millis()),
             Err(e) => return Err(format!("loading module {m}: {e}")),
         }

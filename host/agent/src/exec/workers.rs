@@ -113,6 +113,9 @@ fn seed() -> u64 {
 pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -> Result<Vec<Worker>, String> {
     let allowed = allowed_cpus(cgroup, topo)?;
     let n = count(spec, allowed.len(), cgroup.is_none())?;
+    if spec.work.is_block_io() {
+        crate::blockdev::ensure()?;
+    }
     let group = worker::group_size(&spec.work).max(1);
     let hist_cpus = hist_cpus(topo);
     let shm =

@@ -67,8 +67,8 @@ pub fn run_forked(spec: WorkerSpec) -> ! {
     let mut report = unsafe { std::fs::File::from_raw_fd(spec.report_fd) };
     // One write per line: the lines of all workers share the pipe, and writes of up to
     // PIPE_BUF bytes are never interleaved.
-    let shm = match set_up(&spec) {
-        Ok(shm) => shm,
+    let (shm, io) = match set_up(&spec) {
+        Ok(up) => up,
         Err(e) => {
             let mut line = format!("{} err {}", spec.index, e.replace('\n', " "));
             let cut = (0..=line.len().min(500)).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
@@ -81,7 +81,7 @@ pub fn run_forked(spec: WorkerSpec) -> ! {
     drop(report);
     // The start barrier: no worker takes CPU from the agent while it still starts the rest.
     shm.wait_for_go();
-    work::run(&spec, &shm)
+    work::run(&spec, &shm, io)
 }
 
 fn fail_early(msg: &str) -> ! {
@@ -89,7 +89,7 @@ fn fail_early(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-fn set_up(spec: &WorkerSpec) -> Result<Shm, String> {
+fn set_up(spec: &WorkerSpec) -> Result<(Shm, Option<work::Dev>), String> {
     let comm = spec.comm.clone().unwrap_or_else(|| format!("sbx-worker-{}", spec.index));
     let mut name = [0u8; 16];
     let n = comm.len().min(15);
@@ -106,8 +106,10 @@ fn set_up(spec: &WorkerSpec) -> Result<Shm, String> {
     if let Some(cpus) = &spec.cpus {
         set_affinity(0, cpus).map_err(|e| format!("pinning to CPUs {cpus:?}: {e}"))?;
     }
-    Shm::open(spec.shm_fd, spec.slots as usize, spec.hist_cpus as usize)
-        .map_err(|e| format!("mapping the shared stats page: {e}"))
+    let io = work::open_io(spec)?;
+    let shm = Shm::open(spec.shm_fd, spec.slots as usize, spec.hist_cpus as usize)
+        .map_err(|e| format!("mapping the shared stats page: {e}"))?;
+    Ok((shm, io))
 }
 
 /// `struct sched_attr` of `sched_setattr(2)` (not in libc).

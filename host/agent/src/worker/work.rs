@@ -18,7 +18,10 @@ use super::WorkerSpec;
 use crate::shm::{Lat, Shm, Word};
 
 mod extra;
+mod io;
 mod numa;
+
+pub use io::{open as open_io, Dev};
 
 /// `spin_loop` hints per spin-wait iteration.
 const SPIN_UNIT: u64 = 1024;
@@ -77,6 +80,57 @@ impl<'a> Meter<'a> {
     }
 }
 
+/// A private anonymous mapping, page-aligned, unmapped on drop.
+pub struct Anon {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Anon {
+    pub fn new(len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping of `len` bytes at an address the
+        // kernel picks; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Anon { ptr: ptr.cast(), len })
+    }
+
+    pub fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live mapping of `len` bytes owned by this value.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    pub fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` is a live mapping of `len` bytes owned exclusively by this value.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Keeps the mapping until the worker exits.
+    pub fn leak(self) -> &'static mut [u8] {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the mapping is never unmapped now, and `me` was its only owner.
+        unsafe { std::slice::from_raw_parts_mut(me.ptr, me.len) }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value owns; nothing refers to it after.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 /// Busy work. Deliberately no `pause` (spin_loop): under QEMU TCG each one
 /// costs ~1 µs (far more on a loaded host), which would make one iteration
 /// so long that short steps record none.
@@ -126,8 +180,9 @@ fn wait_until(word: &AtomicU32, cond: impl Fn(u32) -> bool) -> u32 {
     }
 }
 
-/// Runs the spec's work type forever.
-pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
+/// Runs the spec's work type forever; `io` is the block device a block I/O work type
+/// opened in its set-up.
+pub fn run(spec: &WorkerSpec, shm: &Shm, io: Option<Dev>) -> ! {
     let me = spec.index as usize;
     let first = spec.group_first as usize;
     let size = spec.group_size as usize;
@@ -150,6 +205,9 @@ pub fn run(spec: &WorkerSpec, shm: &Shm) -> ! {
         ready.fetch_add(1, Ordering::AcqRel);
         futex_wake(ready, i32::MAX);
         wait_until(ready, |v| v as usize >= size);
+    }
+    if let Some(dev) = io {
+        io::run(spec, shm, dev, &mut meter);
     }
     loop {
         match &spec.work {

@@ -27,7 +27,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// Ends the worker with a reason on stderr (the agent's console).
-fn die(what: &str) -> ! {
+pub(super) fn die(what: &str) -> ! {
     eprintln!("schedbox worker: {what}");
     std::process::exit(3)
 }
@@ -464,27 +464,16 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
         WorkType::PageFaultChurn { size_kib } => {
             let len = size_kib as usize * 1024;
             loop {
-                // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
-                let p = unsafe {
-                    libc::mmap(
-                        std::ptr::null_mut(),
-                        len,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    )
-                };
-                if p == libc::MAP_FAILED {
+                let Ok(mut map) = super::Anon::new(len) else {
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
+                };
+                for byte in map.as_mut().iter_mut().step_by(4096) {
+                    // A volatile write: the page must be faulted in, not optimised away.
+                    // SAFETY: `byte` is a valid, exclusive reference into the mapping.
+                    unsafe { std::ptr::write_volatile(byte, 1) };
                 }
-                for off in (0..len).step_by(4096) {
-                    // SAFETY: `off` is inside the `len`-byte mapping just made.
-                    unsafe { p.cast::<u8>().add(off).write_volatile(1) };
-                }
-                // SAFETY: unmaps exactly the mapping made above; nothing refers to it.
-                unsafe { libc::munmap(p, len) };
+                drop(map);
                 meter.tick();
             }
         }

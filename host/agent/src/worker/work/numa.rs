@@ -67,23 +67,10 @@ fn usable_nodes(what: &str, allowed: &[u32]) -> Vec<(u32, Vec<u32>)> {
 
 /// A private anonymous mapping of `len` bytes, every page touched (so present).
 fn working_set(len: usize) -> &'static mut [u8] {
-    // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
+    let buf = match super::Anon::new(len) {
+        Ok(map) => map.leak(),
+        Err(e) => die(&format!("mapping a {len}-byte working set: {e}")),
     };
-    if p == libc::MAP_FAILED {
-        die(&format!("mapping a {len}-byte working set: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `p` is a readable, writable mapping of `len` bytes that lives (never
-    // unmapped) until the worker exits, and nothing else refers to it.
-    let buf = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) };
     touch(buf);
     buf
 }
