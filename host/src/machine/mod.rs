@@ -23,7 +23,7 @@ pub use console::Console;
 pub use guest_ram::GuestRam;
 pub use prepare::{
     find_agent, find_fixture_scheduler, parse_memory_mib, prepare_boot, stage_boot_scheduler, BootRequest,
-    BOOT_SCHEDULER_GUEST, BUILT_IN_SCHEDULERS, VIRTIO_MMIO,
+    BOOT_SCHEDULER_GUEST, BUILT_IN_SCHEDULERS, NULL_BLK, VIRTIO_MMIO,
 };
 pub use schedbox_wire::GuestFacts;
 pub use topology::{parse_topology, TopologyError};

@@ -313,8 +313,10 @@ pub fn schedbox_files(kernel: &ResolvedKernel) -> Result<Vec<PathBuf>> {
     if manifest.is_file() {
         files.push(manifest);
     }
-    // prepare_boot adds virtio_mmio where the modules package has it.
-    files.extend(kernel.modules_dir.iter().map(|d| d.join(crate::machine::VIRTIO_MMIO)).filter(|p| p.is_file()));
+    // prepare_boot adds virtio_mmio, and null_blk with configfs on demand, where the
+    // modules package has them.
+    let modules = [crate::machine::VIRTIO_MMIO].into_iter().chain(crate::machine::NULL_BLK);
+    files.extend(modules.flat_map(|m| kernel.modules_dir.as_ref().map(|d| d.join(m))).filter(|p| p.is_file()));
     let agent = crate::machine::find_agent()?;
     files.extend(crate::machine::find_fixture_scheduler(&agent));
     files.push(agent);
