@@ -441,6 +441,7 @@ typedef struct {
     sb_placement_t placement;
     sb_work_t work;
     bool work_v2;              /* spawn-work: `work2` instead of `work` */
+    bool threads;              /* spawn-threads: the `work2` workers are threads of one process */
     schedbox_scenario_ops_work_spec_v2_t work2;
     sb_affinity_t affinity;
     scenario_list_string_t args;
@@ -602,6 +603,14 @@ static inline sb_op_t sb_spawn_work_in(const char *cgroup, sb_work2_t work) {
     return op;
 }
 
+/* spawn-threads: spawn-work with the workers threads of one process (work types that
+ * act on their own process are refused). */
+static inline sb_op_t sb_spawn_threads_in(const char *cgroup, sb_work2_t work) {
+    sb_op_t op = sb_spawn_work_in(cgroup, work);
+    op.threads = true;
+    return op;
+}
+
 static inline sb_op_t sb_stop_cgroup(const char *cgroup) { return sb__op(SB_OP_STOP_CGROUP, cgroup, NULL); }
 static inline sb_op_t sb_set_affinity(const char *cgroup, sb_affinity_t affinity) {
     sb_op_t op = sb__op(SB_OP_SET_AFFINITY, cgroup, NULL);
@@ -688,6 +697,7 @@ static inline bool sb_op_call(const sb_op_t *o, sb_op_error_t *err) {
     case SB_OP_UNFREEZE_CGROUP: return schedbox_scenario_ops_unfreeze_cgroup(&op.a, err);
     case SB_OP_CAPTURE_CGROUP_PROCS: return schedbox_scenario_ops_capture_cgroup_procs(&op.a, &op.b, err);
     case SB_OP_SPAWN:
+        if (op.threads) return schedbox_scenario_ops_spawn_threads(&op.placement, &op.work2, err);
         return op.work_v2 ? schedbox_scenario_ops_spawn_work(&op.placement, &op.work2, err)
                           : schedbox_scenario_ops_spawn(&op.placement, &op.work, err);
     case SB_OP_STOP_CGROUP: return schedbox_scenario_ops_stop_cgroup(&op.a, err);

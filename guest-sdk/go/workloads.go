@@ -40,6 +40,14 @@ func SpawnWorkIn(cgroup string, work WorkSpec2) Op {
 	return op("spawn-work", func() result { return ops.SpawnWork(types.MakeSpawnPlacementCgroup(cgroup), work.spec) })
 }
 
+// SpawnThreadsIn is SpawnWorkIn with the workers threads of one process (work types
+// that act on their own process are refused).
+func SpawnThreadsIn(cgroup string, work WorkSpec2) Op {
+	return op("spawn-threads", func() result {
+		return ops.SpawnThreads(types.MakeSpawnPlacementCgroup(cgroup), work.spec)
+	})
+}
+
 // W2Base is any WorkType of Spawn.
 func W2Base(w WorkType) Work2Kind { return ops.MakeWorkBase(w) }
 

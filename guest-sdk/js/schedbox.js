@@ -254,6 +254,8 @@ export class Op {
   static steerIrqCpus(irq, cpus) { return new Op("steer-irq-cpus", ops.steerIrqCpus, [irq, [...cpus]]); }
   /** `spawn-work` with a work-spec-v2 record (no builders here yet). */
   static spawnWork(placement, work) { return new Op("spawn-work", ops.spawnWork, [placement, work]); }
+  /** `spawn-threads`: spawnWork with the workers threads of one process. */
+  static spawnThreads(placement, work) { return new Op("spawn-threads", ops.spawnThreads, [placement, work]); }
 }
 
 /** Setup cgroups (created when the step opens, removed at its teardown), ops, then a hold. */

@@ -610,6 +610,11 @@ class Op:
         """`spawn-work` with a `types.WorkSpecV2` record (no builders here yet)."""
         return Op("spawn-work", ops.spawn_work, placement, work)
 
+    @staticmethod
+    def spawn_threads(placement, work):
+        """`spawn-threads`: `spawn_work` with the workers threads of one process."""
+        return Op("spawn-threads", ops.spawn_threads, placement, work)
+
 
 class Step:
     """Setup cgroups (created when the step opens, removed at its teardown), ops, then a hold."""

@@ -1,8 +1,9 @@
 //! Worker set-up on a booted guest (qemu backend): the round trip of one `spawn` of N
 //! `spin-wait` workers (every worker forked, set up, reported, and released through the
 //! start barrier before the agent answers) and the step's teardown, with the worker
-//! parent (default) and with a fork and exec of the agent per worker
-//! (`schedbox.workers=exec`), on the same machine in one run. Prints a table for
+//! parent (default), with a fork and exec of the agent per worker
+//! (`schedbox.workers=exec`), and as the threads of one process (`spawn-threads`), on
+//! the same machine in one run. Prints a table for
 //! docs/BENCHMARKS.md.
 //!
 //! `cargo bench -p schedbox --bench worker_setup` (after `cargo xtask build-scenarios`
@@ -25,11 +26,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// (set-up, teardown) of each of `reps` spawns of `n` spinners.
-fn measure(m: &mut dyn Machine, n: u32, reps: usize) -> Vec<(Duration, Duration)> {
+fn measure(m: &mut dyn Machine, n: u32, reps: usize, mode: WorkerMode) -> Vec<(Duration, Duration)> {
     (0..reps)
         .map(|_| {
             m.request(RequestBody::Setup { owner: Owner::Step, defs: vec![CgroupDef::named("w")] }).unwrap();
-            let op = Op::spawn(SpawnPlacement::cgroup("w"), WorkSpec::default().workers(n));
+            let op = Op::spawn(SpawnPlacement::cgroup("w"), WorkSpec::default().workers(n).mode(mode));
             let t = Instant::now();
             match m.request(RequestBody::Apply { owner: Owner::Step, op }).unwrap() {
                 ResponseBody::Applied(_) => {}
@@ -57,7 +58,8 @@ fn main() {
     let base = machine::prepare_boot(&BootRequest { kernel: None, topology, memory_mib: 512, staged: vec![] })
         .expect("prepare the boot (kernel fetched? agent built?)");
     let mut rows: Vec<(u32, Vec<String>)> = counts.iter().map(|&n| (n, Vec::new())).collect();
-    for cmdline in ["schedbox.workers=exec", ""] {
+    let columns = [("schedbox.workers=exec", WorkerMode::Process), ("", WorkerMode::Process), ("", WorkerMode::Thread)];
+    for (cmdline, mode) in columns {
         let mut spec = base.clone();
         spec.extra_cmdline = cmdline.into();
         spec.request_timeout = Duration::from_secs(120);
@@ -65,7 +67,7 @@ fn main() {
         let m: &mut dyn Machine = vm.as_mut();
         m.request(RequestBody::BeginScenario { name: "bench".into() }).unwrap();
         for (n, cells) in rows.iter_mut() {
-            let runs = measure(m, *n, reps);
+            let runs = measure(m, *n, reps, mode);
             let setup = median(runs.iter().map(|r| r.0).collect());
             let teardown = median(runs.iter().map(|r| r.1).collect());
             let (lo, hi) = runs.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(ms(r.0)), hi.max(ms(r.0))));
@@ -75,8 +77,8 @@ fn main() {
         vm.power_off().unwrap();
     }
     println!("qemu backend, microvm TCG, 1n1l2c1t, 512 MiB; spawn round trip, median (range) of {reps}");
-    println!("| N spinners | fork + exec per worker | worker parent (default) |");
-    println!("|---|---|---|");
+    println!("| N spinners | fork + exec per worker | worker parent (default) | threads of one process |");
+    println!("|---|---|---|---|");
     for (n, cells) in rows {
         println!("| {n} | {} |", cells.join(" | "));
     }

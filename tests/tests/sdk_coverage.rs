@@ -39,7 +39,7 @@ fn spawn_work_reaches_every_added_work_type() {
             _ => None,
         })
         .collect();
-    assert_eq!(specs.len(), 30, "{specs:?}");
+    assert_eq!(specs.len(), 31, "{specs:?}");
     assert!(specs.iter().all(|s| s.comm.as_deref() == Some("new-work") || s.comm.is_none()));
     let names: BTreeSet<String> = specs[..29]
         .iter()
@@ -55,6 +55,9 @@ fn spawn_work_reaches_every_added_work_type() {
     assert!(specs.iter().any(|s| s.work == WorkType::Schbench { workers: 2, request_us: 200, sleep_us: 1000 }));
     assert_eq!(specs[29].policy, SchedPolicy::Deadline { runtime_us: 2000, deadline_us: 10_000, period_us: 10_000 });
     assert_eq!(specs[29].work, WorkType::SpinWait);
+    // spawn-threads: the same spec, its workers threads.
+    assert_eq!((&specs[30].work, specs[30].mode), (&WorkType::AluHot, schedbox::op_model::WorkerMode::Thread));
+    assert!(specs[..30].iter().all(|s| s.mode == schedbox::op_model::WorkerMode::Process));
     assert!(loaded.imports.iter().any(|i| i.name.starts_with("schedbox:scenario/ops@0.1.")));
 }
 

@@ -87,6 +87,13 @@ pub enum Op {
         /// What they do.
         work: crate::ops::WorkSpecV2,
     },
+    /// `spawn-threads`: `spawn-work` with the workers threads of one process
+    SpawnThreads {
+        /// Where the workers go.
+        placement: SpawnPlacement,
+        /// What they do.
+        work: crate::ops::WorkSpecV2,
+    },
     /// `stop-cgroup`
     StopCgroup {
         /// The cgroup whose workers stop.
@@ -372,6 +379,12 @@ impl Op {
         Op::SpawnWork { placement, work }
     }
 
+    /// [`Op::spawn_work`] with the workers threads of one process (one address space)
+    /// instead of processes; work types that act on their own process are refused.
+    pub fn spawn_threads(placement: SpawnPlacement, work: crate::ops::WorkSpecV2) -> Self {
+        Op::SpawnThreads { placement, work }
+    }
+
     /// Stop the workers of a cgroup.
     pub fn stop_cgroup(cgroup: impl Into<String>) -> Self {
         Op::StopCgroup { cgroup: cgroup.into() }
@@ -516,6 +529,7 @@ impl Op {
             Op::CaptureCgroupProcs { .. } => "capture-cgroup-procs",
             Op::Spawn { .. } => "spawn",
             Op::SpawnWork { .. } => "spawn-work",
+            Op::SpawnThreads { .. } => "spawn-threads",
             Op::StopCgroup { .. } => "stop-cgroup",
             Op::SetAffinity { .. } => "set-affinity",
             Op::MoveAllTasks { .. } => "move-all-tasks",
@@ -558,6 +572,7 @@ impl Op {
             Op::CaptureCgroupProcs { tag, cgroup } => ops::capture_cgroup_procs(tag, cgroup),
             Op::Spawn { placement, work } => ops::spawn(placement, work),
             Op::SpawnWork { placement, work } => ops::spawn_work(placement, work),
+            Op::SpawnThreads { placement, work } => ops::spawn_threads(placement, work),
             Op::StopCgroup { cgroup } => ops::stop_cgroup(cgroup),
             Op::SetAffinity { cgroup, affinity } => ops::set_affinity(cgroup, affinity),
             Op::MoveAllTasks { from, to } => ops::move_all_tasks(from, to),

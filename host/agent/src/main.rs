@@ -33,6 +33,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(worker::ARG) {
         worker::main(args.get(2).map(String::as_str));
     }
+    if args.get(1).map(String::as_str) == Some(worker::THREADS_ARG) {
+        worker::threads_main();
+    }
     if args.get(1).map(String::as_str) == Some(hostops::ARG) {
         hostops::client_main(&args[2..]);
     }

@@ -94,6 +94,14 @@ pub struct Shm {
     cpus: usize,
 }
 
+// SAFETY: the mapping is shared memory that every accessor reads and writes only through
+// atomics (`&AtomicU32`/`&AtomicU64` into it), as the worker processes sharing it already
+// do; no method takes `&mut self` or hands out a plain reference, so the threads of one
+// process may share and send a `Shm` like the processes do.
+unsafe impl Sync for Shm {}
+// SAFETY: see `Sync` above; the mapping and its descriptor belong to no thread.
+unsafe impl Send for Shm {}
+
 impl Shm {
     /// A fresh zeroed mapping for `slots` workers whose histograms count CPU ids
     /// `0..cpus` (agent side; `cpus` is the guest's highest CPU id plus one).

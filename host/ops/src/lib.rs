@@ -16,7 +16,7 @@ pub use cpuset::CpusetSpec;
 pub use kernel::{KernelTarget, KernelValue, KernelValueWidth, KernelWrite, MAX_KERNEL_BYTES, PER_CPU_SYMBOLS};
 pub use op::{IrqSelector, Op, OpKind, SpawnPlacement};
 pub use stream::{Backdrop, HoldSpec, KernelFeature, OpStream, ScenarioInfo, Section, Step, Topology};
-pub use work::{AffinityIntent, Phase, SchedPolicy, WorkSpec, WorkType, WorkerCount};
+pub use work::{AffinityIntent, Phase, SchedPolicy, WorkSpec, WorkType, WorkerCount, WorkerMode};
 
 /// The contract version this host emits streams under.
 pub const CONTRACT_VERSION: &str = "schedbox:scenario@0.1.0";

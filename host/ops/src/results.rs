@@ -78,7 +78,8 @@ pub struct PayloadExit {
 pub struct WorkerStat {
     /// Scenario cgroup (`""` = runner cgroup).
     pub cgroup: String,
-    /// The worker's pid (a worker is one single-threaded process).
+    /// The worker's task id: its pid (a process worker), or its thread id (a worker of
+    /// `spawn-threads`).
     pub tid: u32,
     /// Its index within its spawn.
     pub index: u32,

@@ -142,6 +142,19 @@ pub enum WorkType {
 }
 
 impl WorkType {
+    /// Whether the workers act on their own process (move it between cgroups, pass it
+    /// descriptors, move its pages), so they cannot be threads of one.
+    pub fn needs_own_process(&self) -> bool {
+        matches!(
+            self,
+            WorkType::PipeIo { .. }
+                | WorkType::CgroupChurn { .. }
+                | WorkType::CgroupAttachStorm { .. }
+                | WorkType::NumaMigrationChurn { .. }
+                | WorkType::NumaWorkingSetSweep { .. }
+        )
+    }
+
     /// Whether the workers do block I/O (they need the guest's block device).
     pub fn is_block_io(&self) -> bool {
         matches!(self, WorkType::IoSyncWrite { .. } | WorkType::IoRandRead { .. } | WorkType::IoConvoy { .. })
@@ -240,6 +253,23 @@ pub enum WorkerCount {
     Pct(f64),
 }
 
+/// What a worker is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerMode {
+    /// A process of its own (the default).
+    #[default]
+    Process,
+    /// A thread: the workers of one spawn are the threads of one process.
+    Thread,
+}
+
+impl WorkerMode {
+    fn is_process(&self) -> bool {
+        *self == WorkerMode::Process
+    }
+}
+
 /// A set of identical workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,6 +281,9 @@ pub struct WorkSpec {
     pub affinity: AffinityIntent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
+    /// Processes or threads; absent in a stream: processes.
+    #[serde(default, skip_serializing_if = "WorkerMode::is_process")]
+    pub mode: WorkerMode,
 }
 
 impl Default for WorkSpec {
@@ -263,6 +296,7 @@ impl Default for WorkSpec {
             nice: 0,
             affinity: AffinityIntent::Inherit,
             comm: None,
+            mode: WorkerMode::Process,
         }
     }
 }
@@ -294,6 +328,10 @@ impl WorkSpec {
     }
     pub fn comm(mut self, comm: impl Into<String>) -> Self {
         self.comm = Some(comm.into());
+        self
+    }
+    pub fn mode(mut self, mode: WorkerMode) -> Self {
+        self.mode = mode;
         self
     }
 }

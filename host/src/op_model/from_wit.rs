@@ -157,6 +157,7 @@ impl From<wit::WorkSpec> for WorkSpec {
             nice: v.nice,
             affinity: v.affinity.into(),
             comm: v.comm,
+            mode: Default::default(),
         }
     }
 }
@@ -297,6 +298,7 @@ mod v2 {
                 nice: v.nice,
                 affinity: v.affinity.into(),
                 comm: v.comm,
+                mode: Default::default(),
             }
         }
     }

@@ -287,6 +287,14 @@ impl ops::Host for Recorder {
     ) -> wasmtime::Result<Result<(), wit::OpError>> {
         self.push(Op::spawn(placement.into(), work.into()))
     }
+    fn spawn_threads(
+        &mut self,
+        placement: wit::SpawnPlacement,
+        work: ops::WorkSpecV2,
+    ) -> wasmtime::Result<Result<(), wit::OpError>> {
+        let spec = crate::op_model::WorkSpec::from(work).mode(crate::op_model::WorkerMode::Thread);
+        self.push(Op::spawn(placement.into(), spec))
+    }
     fn stop_cgroup(&mut self, cgroup: String) -> wasmtime::Result<Result<(), wit::OpError>> {
         self.push(Op::stop_cgroup(cgroup))
     }

@@ -238,6 +238,12 @@ pub(super) fn work_spec(w: &WorkSpec, topo: Option<&Topology>) -> Result<(), Pro
         }
         _ => {}
     }
+    if w.mode == WorkerMode::Thread && w.work.needs_own_process() {
+        return Err(Problem::new(
+            format!("{} acts on its own process, so its workers cannot be threads", work_name(&w.work)),
+            "spawn these workers as processes (spawn-work), or use another work type with spawn-threads",
+        ));
+    }
     new_work(&w.work)?;
     let group = w.work.group_size().max(1);
     if let WorkerCount::Count(n) = w.workers {

@@ -702,6 +702,41 @@ fn block_io_sizes_are_whole_4_kib_blocks_up_to_1_mib() {
 }
 
 #[test]
+fn thread_workers_refuse_work_types_that_act_on_their_own_process() {
+    let threads = |work: WorkType| WorkSpec::default().work(work).mode(WorkerMode::Thread);
+    for work in [
+        WorkType::PipeIo { burst_iters: 4 },
+        WorkType::CgroupChurn { period_us: 500 },
+        WorkType::CgroupAttachStorm { period_us: 500 },
+    ] {
+        let n = work.group_size();
+        let t = reject_at(
+            vec![Op::spawn(SpawnPlacement::cgroup("a"), threads(work).workers(n))],
+            0,
+            OpKind::Spawn,
+            "acts on its own process, so its workers cannot be threads",
+        );
+        assert!(t.contains("spawn these workers as processes (spawn-work)"), "{t}");
+    }
+    for work in every_new_work_type().into_iter().filter(|w| !w.needs_own_process()) {
+        let n = work.group_size();
+        let s = stream(
+            Backdrop::new(),
+            vec![Step::with_defs(
+                vec![CgroupDef::named("a")],
+                vec![Op::spawn(SpawnPlacement::cgroup("a"), threads(work.clone()).workers(n))],
+                HoldSpec::FULL,
+            )],
+        );
+        validate_stream(&s).unwrap_or_else(|e| panic!("{work:?} as threads: {e}"));
+    }
+    // In a stream: `"mode":"thread"`, absent for processes (streams written before it read).
+    let json = serde_json::to_string(&threads(WorkType::SpinWait)).unwrap();
+    assert!(json.ends_with(r#","mode":"thread"}"#), "{json}");
+    assert!(!serde_json::to_string(&WorkSpec::default()).unwrap().contains("mode"));
+}
+
+#[test]
 fn holds_over_the_one_hour_ceiling_are_rejected_at_their_step() {
     let at = |hold: HoldSpec, duration_ms: u64| {
         let mut s = stream(Backdrop::new(), vec![Step::new(vec![], HoldSpec::fixed_ms(10)), Step::new(vec![], hold)]);

@@ -102,8 +102,9 @@ impl Executor {
         for (pid, status) in spawn::reap_any() {
             if let Some(p) = self.payloads.iter_mut().find(|p| p.pid == pid && p.status.is_none()) {
                 p.status = Some(status);
-            } else if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid && w.alive) {
-                w.alive = false;
+            } else if self.workers.iter().any(|w| w.process == pid && w.alive) {
+                // A worker's process: every worker it holds is gone.
+                self.workers.iter_mut().filter(|w| w.process == pid).for_each(|w| w.alive = false);
             } else {
                 self.sched.take_status(pid, status);
             }

@@ -11,12 +11,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use schedbox_ops::results::{Latency, WorkerMetrics, WorkerStat};
-use schedbox_ops::{AffinityIntent, WorkSpec, WorkType, WorkerCount};
+use schedbox_ops::{AffinityIntent, WorkSpec, WorkType, WorkerCount, WorkerMode};
 use schedbox_wire::Owner;
 
 use super::cpuset::{self, AffinityCtx, Topo};
 use super::{cgroupfs, procstat, spawn};
-use crate::shm::{Lat, Shm};
+use crate::shm::{Lat, Shm, Word};
 use crate::worker::{self, WorkerSpec};
 use crate::zygote;
 
@@ -25,7 +25,11 @@ const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// One worker process.
 pub struct Worker {
+    /// Its task id: the pid of a process worker, the tid of a thread worker.
     pub pid: u32,
+    /// The process that holds it (itself, or a thread worker's process): killed and
+    /// reaped for it.
+    pub process: u32,
     /// Scenario cgroup; `""` for runner-cgroup workers.
     pub cgroup: String,
     pub owner: Owner,
@@ -142,11 +146,16 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
             group_size: group,
             pipe: None,
             report_fd: report_w.as_raw_fd(),
+            thread: spec.mode == WorkerMode::Thread,
         });
+    }
+    if spec.mode == WorkerMode::Thread {
+        return spawn_threads(specs, cgroup, owner, shm, (report_r, report_w));
     }
     let mut started: Vec<Worker> = Vec::new();
     let worker = |pid: u32, index: u32| Worker {
         pid,
+        process: pid,
         cgroup: cgroup.unwrap_or_default().to_owned(),
         owner,
         index,
@@ -184,6 +193,61 @@ pub fn spawn(cgroup: Option<&str>, spec: &WorkSpec, owner: Owner, topo: &Topo) -
     // Every worker set itself up and waits at the start barrier: release them together.
     shm.release_all();
     Ok(started)
+}
+
+/// Starts `specs` as the threads of one process (a fork and exec of the agent, their
+/// specs on its stdin) in `cgroup`, waits for every set-up report, takes each thread's
+/// task id from the shared page and releases them together.
+fn spawn_threads(
+    specs: Vec<WorkerSpec>,
+    cgroup: Option<&str>,
+    owner: Owner,
+    shm: Rc<Shm>,
+    (report_r, report_w): (OwnedFd, OwnedFd),
+) -> Result<Vec<Worker>, String> {
+    let n = specs.len();
+    let json = serde_json::to_vec(&specs).map_err(|e| format!("encoding the worker specs: {e}"))?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("sbx-threads").arg(worker::THREADS_ARG).stdin(Stdio::piped());
+    spawn::place(&mut cmd, cgroup, vec![shm.raw_fd(), report_w.as_raw_fd()])?;
+    let mut child = cmd.spawn().map_err(|e| format!("starting the process of {n} thread workers: {e}"))?;
+    let process = child.id();
+    let mut started = vec![Worker {
+        pid: process,
+        process,
+        cgroup: cgroup.unwrap_or_default().to_owned(),
+        owner,
+        index: 0,
+        shm: shm.clone(),
+        alive: true,
+        started: Instant::now(),
+    }];
+    let fed = child.stdin.take().map(|mut stdin| std::io::Write::write_all(&mut stdin, &json));
+    if let Some(Err(e)) = fed {
+        return fail(&mut started, format!("handing {n} thread workers their specs: {e}"));
+    }
+    drop(report_w);
+    if let Err(e) = read_reports(report_r, n as u32) {
+        return fail(&mut started, e);
+    }
+    let started_at = started[0].started;
+    let workers: Vec<Worker> = (0..n as u32)
+        .map(|index| Worker {
+            pid: shm.word(index as usize, Word::Pid).load(Ordering::Acquire),
+            process,
+            cgroup: cgroup.unwrap_or_default().to_owned(),
+            owner,
+            index,
+            shm: shm.clone(),
+            alive: true,
+            started: started_at,
+        })
+        .collect();
+    if let Some(w) = workers.iter().find(|w| w.pid == 0) {
+        return fail(&mut started, format!("thread worker {} of {n} reported no task id", w.index));
+    }
+    shm.release_all();
+    Ok(workers)
 }
 
 /// CPU ids a worker's histogram counts: every possible CPU of the guest
@@ -424,11 +488,17 @@ pub fn merge_metrics(into: &mut Vec<WorkerMetrics>, more: Vec<WorkerMetrics>) {
 /// exit in parallel, then every wait.
 pub fn stop_all<'a>(workers: impl IntoIterator<Item = &'a mut Worker>) {
     let mut alive: Vec<&mut Worker> = workers.into_iter().filter(|w| w.alive).collect();
-    for w in &alive {
-        spawn::kill(w.pid);
+    // The threads of one process die with it: one kill and one wait per process.
+    let mut processes: Vec<u32> = alive.iter().map(|w| w.process).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    for &p in &processes {
+        spawn::kill(p);
+    }
+    for &p in &processes {
+        spawn::reap(p);
     }
     for w in alive.iter_mut() {
-        spawn::reap(w.pid);
         w.alive = false;
     }
 }

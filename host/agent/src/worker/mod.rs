@@ -16,6 +16,9 @@ use crate::shm::Shm;
 
 /// `argv[1]` that makes the agent binary a worker.
 pub const ARG: &str = "worker";
+/// `argv[1]` that makes the agent binary the process of a spawn's thread workers (their
+/// specs, a JSON list, on stdin).
+pub const THREADS_ARG: &str = "threads";
 /// `SCHED_EXT` (not in libc yet).
 pub const SCHED_EXT: libc::c_int = 7;
 
@@ -43,6 +46,9 @@ pub struct WorkerSpec {
     pub pipe: Option<(RawFd, RawFd)>,
     /// Where the set-up outcome goes.
     pub report_fd: RawFd,
+    /// A thread of the spawn's one process, not a process of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thread: bool,
 }
 
 /// Workers per group (see [`WorkType::group_size`]).
@@ -63,25 +69,83 @@ pub fn main(json: Option<&str>) -> ! {
 /// A worker with its spec: set-up, report, start barrier, work; never returns. The
 /// zygote's children enter here directly (no exec, no JSON).
 pub fn run_forked(spec: WorkerSpec) -> ! {
-    // SAFETY: the agent handed this descriptor to this process for the report alone.
-    let mut report = unsafe { std::fs::File::from_raw_fd(spec.report_fd) };
-    // One write per line: the lines of all workers share the pipe, and writes of up to
-    // PIPE_BUF bytes are never interleaved.
-    let (shm, io) = match set_up(&spec) {
-        Ok(up) => up,
-        Err(e) => {
-            let mut line = format!("{} err {}", spec.index, e.replace('\n', " "));
-            let cut = (0..=line.len().min(500)).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
-            line.truncate(cut);
-            let _ = report.write_all(format!("{line}\n").as_bytes());
-            std::process::exit(1);
-        }
+    let shm = match Shm::open(spec.shm_fd, spec.slots as usize, spec.hist_cpus as usize) {
+        Ok(shm) => shm,
+        Err(e) => fail_set_up(&spec, &format!("mapping the shared stats page: {e}")),
     };
-    let _ = report.write_all(format!("{} ok\n", spec.index).as_bytes());
-    drop(report);
+    let io = set_up(&spec).unwrap_or_else(|e| fail_set_up(&spec, &e));
+    publish_tid(&spec, &shm);
+    report(&spec, "ok");
+    // SAFETY: the descriptor is this process's own copy; nothing uses it after the report.
+    unsafe { libc::close(spec.report_fd) };
+    start(&spec, &shm, io)
+}
+
+/// The process of a spawn's thread workers: reads their specs (a JSON list) from stdin,
+/// maps the shared page once and runs each worker as a thread (the first on this one);
+/// never returns. A worker that fails its set-up ends the process, so the spawn fails.
+pub fn threads_main() -> ! {
+    let mut json = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut json) {
+        fail_early(&format!("reading the thread workers' specs: {e}"));
+    }
+    let specs: Vec<WorkerSpec> = serde_json::from_str(&json).unwrap_or_else(|e| fail_early(&format!("bad specs: {e}")));
+    let Some(first) = specs.first() else { fail_early("no thread worker specs") };
+    let shm = match Shm::open(first.shm_fd, first.slots as usize, first.hist_cpus as usize) {
+        Ok(shm) => &*Box::leak(Box::new(shm)),
+        Err(e) => fail_set_up(first, &format!("mapping the shared stats page: {e}")),
+    };
+    let mut specs = specs.into_iter();
+    let main = specs.next().expect("checked above");
+    for spec in specs {
+        let name = format!("sbx-worker-{}", spec.index);
+        let failed = spec.clone();
+        if let Err(e) = std::thread::Builder::new().name(name).spawn(move || run_thread(spec, shm)) {
+            fail_set_up(&failed, &format!("starting its thread: {e}"));
+        }
+    }
+    run_thread(main, shm)
+}
+
+fn run_thread(spec: WorkerSpec, shm: &Shm) -> ! {
+    let io = set_up(&spec).unwrap_or_else(|e| fail_set_up(&spec, &e));
+    publish_tid(&spec, shm);
+    report(&spec, "ok");
+    start(&spec, shm, io)
+}
+
+/// Puts this worker's task id in its slot, before its report: the agent reads thread
+/// workers' ids from there, and group peers signal and pin each other by it.
+fn publish_tid(spec: &WorkerSpec, shm: &Shm) {
+    // SAFETY: gettid only returns a value.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    shm.word(spec.index as usize, crate::shm::Word::Pid).store(tid, std::sync::atomic::Ordering::Release);
+}
+
+/// Waits at the start barrier, then works.
+fn start(spec: &WorkerSpec, shm: &Shm, io: Option<work::Dev>) -> ! {
     // The start barrier: no worker takes CPU from the agent while it still starts the rest.
     shm.wait_for_go();
-    work::run(&spec, &shm, io)
+    work::run(spec, shm, io)
+}
+
+/// Writes `<index> <outcome>` to the report pipe in one write (the lines of all workers
+/// share the pipe; writes of up to PIPE_BUF bytes are never interleaved).
+fn report(spec: &WorkerSpec, outcome: &str) {
+    let mut line = format!("{} {}", spec.index, outcome.replace('\n', " "));
+    let cut = (0..=line.len().min(500)).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+    line.truncate(cut);
+    line.push('\n');
+    // SAFETY: the agent handed this descriptor to this process for the reports; the
+    // ManuallyDrop keeps it open for the other workers of a threads process.
+    let mut out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(spec.report_fd) });
+    let _ = out.write_all(line.as_bytes());
+}
+
+/// Reports a failed set-up and ends the process.
+fn fail_set_up(spec: &WorkerSpec, why: &str) -> ! {
+    report(spec, &format!("err {why}"));
+    std::process::exit(1)
 }
 
 fn fail_early(msg: &str) -> ! {
@@ -89,7 +153,9 @@ fn fail_early(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-fn set_up(spec: &WorkerSpec) -> Result<(Shm, Option<work::Dev>), String> {
+/// The worker's own set-up: name, nice, policy, affinity, and the block device of the
+/// block I/O work types. Applies to the calling thread.
+fn set_up(spec: &WorkerSpec) -> Result<Option<work::Dev>, String> {
     let comm = spec.comm.clone().unwrap_or_else(|| format!("sbx-worker-{}", spec.index));
     let mut name = [0u8; 16];
     let n = comm.len().min(15);
@@ -97,7 +163,8 @@ fn set_up(spec: &WorkerSpec) -> Result<(Shm, Option<work::Dev>), String> {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `name`.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
     if spec.nice != 0 {
-        // SAFETY: plain syscall on this process; no memory is passed.
+        // On Linux PRIO_PROCESS with who 0 is the calling thread.
+        // SAFETY: plain syscall on this thread; no memory is passed.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, spec.nice.into()) } != 0 {
             return Err(format!("setting nice {}: {}", spec.nice, std::io::Error::last_os_error()));
         }
@@ -106,10 +173,7 @@ fn set_up(spec: &WorkerSpec) -> Result<(Shm, Option<work::Dev>), String> {
     if let Some(cpus) = &spec.cpus {
         set_affinity(0, cpus).map_err(|e| format!("pinning to CPUs {cpus:?}: {e}"))?;
     }
-    let io = work::open_io(spec)?;
-    let shm = Shm::open(spec.shm_fd, spec.slots as usize, spec.hist_cpus as usize)
-        .map_err(|e| format!("mapping the shared stats page: {e}"))?;
-    Ok((shm, io))
+    work::open_io(spec)
 }
 
 /// `struct sched_attr` of `sched_setattr(2)` (not in libc).
@@ -233,6 +297,7 @@ mod tests {
                 group_size: group_size(&work),
                 pipe: Some((7, 8)),
                 report_fd: 6,
+                thread: false,
             };
             let json = serde_json::to_string(&spec).unwrap();
             assert_eq!(serde_json::from_str::<WorkerSpec>(&json).unwrap(), spec, "{json}");

@@ -188,10 +188,8 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, io: Option<Dev>) -> ! {
     let size = spec.group_size as usize;
     let pos = me - first;
     let mut meter = Meter::new(shm, me);
-    // Before the group barrier: peers read this worker's pid right after it, and a
-    // signal-storm receiver must have its handler before the first signal.
-    // SAFETY: getpid only returns a value.
-    shm.word(me, Word::Pid).store(unsafe { libc::getpid() } as u32, Ordering::Release);
+    // Its task id is in its slot already (published before the start barrier); a
+    // signal-storm receiver must have its handler before the group barrier.
     extra::remember_cpus();
     if matches!(spec.work, WorkType::SignalStorm) && pos == 1 {
         extra::ignore_usr1();

@@ -91,17 +91,22 @@ fn allowed() -> Vec<u32> {
         .collect()
 }
 
-/// The CPUs this worker was allowed before its group started (peers may re-pin it
-/// right after the start: cross-affinity-churn).
-static START_CPUS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+// The CPUs this worker was allowed before its group started (peers may re-pin it right
+// after the start: cross-affinity-churn); per thread, as the workers of a threads spawn
+// are threads of one process.
+thread_local! {
+    static START_CPUS: std::cell::OnceCell<Vec<u32>> = const { std::cell::OnceCell::new() };
+}
 
 /// Remembers the allowed CPUs; called before the group barrier.
 pub fn remember_cpus() {
-    let _ = START_CPUS.set(allowed());
+    START_CPUS.with(|c| {
+        let _ = c.set(allowed());
+    });
 }
 
 fn start_cpus() -> Vec<u32> {
-    START_CPUS.get().cloned().unwrap_or_else(allowed)
+    START_CPUS.with(|c| c.get().cloned()).unwrap_or_else(allowed)
 }
 
 /// Pins this process to `cpu` or dies saying why.
@@ -138,6 +143,16 @@ fn set_fifo(prio: i32) {
     if let Err(e) = set_sched(libc::SCHED_FIFO, prio) {
         die(&format!("setting SCHED_FIFO {prio}: {e}"));
     }
+}
+
+/// A copy of our own descriptor `fd`.
+fn dup(fd: libc::c_int) -> libc::c_int {
+    // SAFETY: dup takes a descriptor number and returns a new one or -1.
+    let got = unsafe { libc::dup(fd) };
+    if got < 0 {
+        die(&format!("copying descriptor {fd}: {}", std::io::Error::last_os_error()));
+    }
+    got
 }
 
 /// A copy of descriptor `fd` of process `pid` (`pidfd_getfd`, Linux 5.6).
@@ -213,6 +228,10 @@ fn group_fds(
     let (a, b) = (shm.word(me, Word::FdA).load(Ordering::Relaxed), shm.word(me, Word::FdB).load(Ordering::Relaxed));
     if me == first {
         return (a as libc::c_int, b as libc::c_int);
+    }
+    if spec.thread {
+        // Threads of one process share the leader's descriptors: copies of our own.
+        return (dup(a as libc::c_int), dup(b as libc::c_int));
     }
     let leader = shm.word(first, Word::Pid).load(Ordering::Acquire);
     (take_fd(leader, a), take_fd(leader, b))
@@ -429,9 +448,14 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, meter: &mut Meter) -> ! {
                 }
             }
             let peer = shm.word(first + 1, Word::Pid).load(Ordering::Acquire) as libc::pid_t;
+            // The peer's thread group: its own process, or ours when workers are threads.
+            // SAFETY: getpid only returns a value.
+            let group = if spec.thread { unsafe { libc::getpid() } } else { peer };
             loop {
-                // SAFETY: sends SIGUSR1 to our group peer, which installed a handler.
-                if unsafe { libc::kill(peer, libc::SIGUSR1) } != 0 {
+                // SAFETY: sends SIGUSR1 to the task `peer` of group `group`, our group
+                // peer, which installed a handler (tgkill: the task itself, not any
+                // thread of its process).
+                if unsafe { libc::syscall(libc::SYS_tgkill, group, peer, libc::SIGUSR1) } != 0 {
                     std::process::exit(0);
                 }
                 meter.tick();
