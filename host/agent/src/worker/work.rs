@@ -191,6 +191,7 @@ pub fn run(spec: &WorkerSpec, shm: &Shm, io: Option<Dev>) -> ! {
     // Its task id is in its slot already (published before the start barrier); a
     // signal-storm receiver must have its handler before the group barrier.
     extra::remember_cpus();
+    extra::before_group(spec);
     if matches!(spec.work, WorkType::SignalStorm) && pos == 1 {
         extra::ignore_usr1();
     }

@@ -767,9 +767,18 @@ type LockFn = fn(&AtomicU32, u32);
 
 /// The triple on one CPU: 0 low (FIFO 10, holds the lock), 1 high (FIFO 30, takes it),
 /// 2 middle (FIFO 20, spins 10 ms, sleeps 1 ms).
+/// What a group member must do before the group barrier: the priority-inversion triple
+/// takes its CPU and FIFO priority there, so no member spins at FIFO 20 on the shared CPU
+/// while another is still a normal task that has not set its own priority yet.
+pub fn before_group(spec: &WorkerSpec) {
+    if let WorkType::PriorityInversion { .. } = spec.work {
+        pin_shared();
+        set_fifo([10, 30, 20][(spec.index - spec.group_first) as usize % 3]);
+    }
+}
+
+/// The priority-inversion triple; its CPU and priority were set in [`before_group`].
 fn priority_inversion(shm: &Shm, first: usize, pos: usize, pi: bool, hold_iters: u64, meter: &mut Meter) -> ! {
-    pin_shared();
-    set_fifo([10, 30, 20][pos]);
     let word = shm.word(first, Word::Lock);
     let tid = gettid();
     let (take, give): (LockFn, LockFn) = if pi { (lock_pi, unlock_pi) } else { (|w, _| lock(w), |w, _| unlock(w)) };
