@@ -1,18 +1,11 @@
 //! The `schedbox` binary against hostile input and impatient users, without a
 //! guest: closed pipes, exit codes, error wording, terminal output.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
 
-fn built(rel: &str) -> PathBuf {
-    let p = repo().join(rel);
-    assert!(p.is_file(), "{} is missing: run `cargo xtask build-scenarios`", p.display());
-    p
-}
+use common::built;
 
 #[test]
 fn a_closed_stdout_ends_plan_quietly() {

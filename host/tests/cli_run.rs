@@ -1,18 +1,11 @@
 //! `schedbox run` as a user runs it: exit codes, the verdict table and the
 //! JSON report, against a real guest (qemu backend).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
 
-fn built(rel: &str) -> PathBuf {
-    let p = repo().join(rel);
-    assert!(p.is_file(), "{} is missing: run `cargo xtask build-scenarios`", p.display());
-    p
-}
+use common::{built, repo};
 
 #[test]
 fn a_failing_check_exits_1_with_its_messages_and_a_report() {
