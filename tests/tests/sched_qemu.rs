@@ -160,7 +160,7 @@ fn replace_and_restart_switch_ops_and_a_pinned_bss_survives() {
 
     // EndScenario detaches the scheduler and releases the pinned map.
     match ask(m, RequestBody::EndScenario) {
-        ResponseBody::Teardown(t) => assert!(t.leftovers.is_empty(), "{:?}", t.leftovers),
+        ResponseBody::Teardown(t) => assert_eq!((t.scheduler_exit, t.leftovers), (None, vec![])),
         other => panic!("{other:?}"),
     }
     assert_eq!(state(m), "disabled");
@@ -181,11 +181,15 @@ fn a_stalling_or_failing_scheduler_fails_the_next_request_with_the_kernels_reaso
     while state(m) == "enabled" && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let err = match m.request(RequestBody::EndStep) {
-        Ok(r) => panic!("the step passed: {r:?}"),
-        Err(e) => e.to_string(),
+    // The step's teardown still collects the workers' metrics.
+    let err = match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => {
+            assert!(t.workers.iter().any(|w| w.workers == 2 && w.iterations > 0), "{:?}", t.workers);
+            t.scheduler_exit.unwrap_or_else(|| panic!("the step passed: {:?}", t.step))
+        }
+        other => panic!("{other:?}"),
     };
-    eprintln!("end-step refused: {err}");
+    eprintln!("end-step: {err}");
     assert!(err.contains("scheduler \"fixture-stall\" is no longer attached"), "{err}");
     assert!(err.contains("kernel:") && err.contains("stall"), "the kernel's reason: {err}");
     assert_eq!(state(m), "disabled");
@@ -199,6 +203,50 @@ fn a_stalling_or_failing_scheduler_fails_the_next_request_with_the_kernels_reaso
     apply(m, Op::attach_scheduler("fixture"));
     assert_eq!(ops(m), "fixture");
     ask(m, RequestBody::EndScenario);
+    assert_eq!(state(m), "disabled");
+    vm.power_off().unwrap();
+}
+
+/// A scheduler the kernel ejects after the last step's end, while the Backdrop's workers
+/// still run, is reported by the scenario's end (not taken for a clean detach); the
+/// Backdrop's worker metrics come back with it.
+#[test]
+fn a_scheduler_that_dies_after_the_last_step_fails_the_scenarios_end() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut vm = boot();
+    let m = vm.as_mut();
+    ask(m, RequestBody::BeginScenario { name: "late-exit".into() });
+    ask(m, RequestBody::Setup { owner: Owner::Backdrop, defs: vec![CgroupDef::named("bd")] });
+    match ask(m, RequestBody::Apply { owner: Owner::Backdrop, op: Op::attach_scheduler("fixture-error") }) {
+        ResponseBody::Applied(_) => {}
+        other => panic!("{other:?}"),
+    }
+    let work = WorkSpec::default().workers(2).policy(SchedPolicy::Ext);
+    ask(m, RequestBody::Apply { owner: Owner::Backdrop, op: Op::spawn(SpawnPlacement::cgroup("bd"), work) });
+    // It exits through scx_bpf_error a second after it attached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state(m) == "enabled" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(state(m), "disabled");
+    let t = match ask(m, RequestBody::EndScenario) {
+        ResponseBody::Teardown(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let err = t.scheduler_exit.unwrap_or_else(|| panic!("the death went unreported: {:?}", t.leftovers));
+    assert!(err.contains("\"fixture-error\" is no longer attached") && err.contains("--exit-after elapsed"), "{err}");
+    assert!(t.workers.iter().any(|w| w.cgroup == "bd" && w.iterations > 0), "{:?}", t.workers);
+    assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
+    let gone = m.request(RequestBody::ReadFile { path: "/sys/fs/cgroup/schedbox/bd/cgroup.procs".into() });
+    assert!(gone.is_err(), "the Backdrop cgroup is removed: {gone:?}");
+    // The next scenario starts clean and can attach again.
+    ask(m, RequestBody::BeginScenario { name: "next".into() });
+    apply(m, Op::attach_scheduler("fixture"));
+    assert_eq!((state(m), ops(m)), ("enabled".to_owned(), "fixture".to_owned()));
+    match ask(m, RequestBody::EndScenario) {
+        ResponseBody::Teardown(t) => assert_eq!((t.scheduler_exit, t.leftovers), (None, vec![])),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(state(m), "disabled");
     vm.power_off().unwrap();
 }

@@ -107,6 +107,7 @@ fn the_scx_schedulers_attach_run_survive_restart_and_replace_and_detach() {
         assert!(policy.trim_end().ends_with(" 7"), "{name}: SCHED_EXT is policy 7: {policy:?}");
         match ask(RequestBody::EndStep) {
             ResponseBody::Teardown(t) => {
+                assert_eq!(t.scheduler_exit, None, "{name}");
                 let w = t.workers.iter().find(|w| w.workers == 2).unwrap_or_else(|| panic!("{:?}", t.workers));
                 assert!(w.iterations > 0, "{name}: the SCHED_EXT workers ran: {w:?}");
             }
@@ -129,7 +130,9 @@ fn the_scx_schedulers_attach_run_survive_restart_and_replace_and_detach() {
         let detach_ms = millis(detached);
         assert_eq!(state(&mut ask), "disabled", "{name}: {detached}");
         match ask(RequestBody::EndScenario) {
-            ResponseBody::Teardown(t) => assert!(t.leftovers.is_empty(), "{name}: {:?}", t.leftovers),
+            ResponseBody::Teardown(t) => {
+                assert_eq!((&t.scheduler_exit, &t.leftovers), (&None, &vec![]), "{name}")
+            }
             other => panic!("{other:?}"),
         }
         summary.push(format!("scx {name}: attach {attach_ms} ms, detach {detach_ms} ms"));

@@ -276,19 +276,20 @@ pub fn execute_observed(
             run.serve_guest_requests();
             let torn = run.request(RequestBody::EndStep);
             let mut error = outcome.err();
+            let mut then = |msg: String| error = Some(error.take().map_or(msg.clone(), |e| format!("{e}; then {msg}")));
             match torn {
                 Ok(ResponseBody::Teardown(mut t)) => {
                     if let Some(mut at_end) = t.step.take() {
                         at_end.step = i as u32;
                         run.results.step_metrics.push(at_end);
                     }
+                    if let Some(e) = t.scheduler_exit.take() {
+                        then(format!("step {i} teardown: end-step: {e}"));
+                    }
                     run.absorb_teardown(t, &mut exec.leftovers)
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    let msg = format!("step {i} teardown: {e}");
-                    error = Some(error.map_or(msg.clone(), |e| format!("{e}; then {msg}")));
-                }
+                Err(e) => then(format!("step {i} teardown: {e}")),
             }
             let status = if error.is_some() { StepStatus::Failed } else { StepStatus::Passed };
             let result = StepResult {
@@ -313,7 +314,12 @@ pub fn execute_observed(
         exec.error = Some(exec.error.take().map_or(e.clone(), |p| format!("{p}; {e}")));
     }
     match run.m.request_within(RequestBody::EndScenario, SCHEDULER_START_WAIT) {
-        Ok(ResponseBody::Teardown(t)) => run.absorb_teardown(t, &mut exec.leftovers),
+        Ok(ResponseBody::Teardown(mut t)) => {
+            if let Some(e) = t.scheduler_exit.take() {
+                scheduler_died_at_end(&mut run.results, &mut exec, &e);
+            }
+            run.absorb_teardown(t, &mut exec.leftovers)
+        }
         Ok(_) => {}
         Err(e) => {
             exec.error = Some(
@@ -330,6 +336,20 @@ pub fn execute_observed(
     exec.rendezvous = run.monitor.rendezvous;
     exec.duration = start.elapsed();
     exec
+}
+
+/// A scheduler found dead as the scenario ended (after the last step's end, before the
+/// scenario's teardown detached it) fails the last step that ran: it died under the
+/// scenario's work (the Backdrop's workers run until then), not the guest.
+fn scheduler_died_at_end(results: &mut Results, exec: &mut Execution, why: &str) {
+    let msg = format!("as the scenario ended (after its last step's end): {why}");
+    match results.steps.iter_mut().rev().find(|s| s.status != StepStatus::Skipped) {
+        Some(s) => {
+            s.error = Some(s.error.take().map_or(msg.clone(), |e| format!("{e}; then {msg}")));
+            s.status = StepStatus::Failed;
+        }
+        None => exec.error = Some(exec.error.take().map_or(msg.clone(), |e| format!("{e}; then {msg}"))),
+    }
 }
 
 /// Ends a run its observer cancelled in step `at`: the rest is skipped, nothing torn down.

@@ -172,6 +172,12 @@ pub struct Teardown {
     /// `step` is 0; the host numbers it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepMetrics>,
+    /// The attached scheduler was found no longer attached (the kernel ejected it, or its
+    /// process ended) as the step or the scenario ended, before the teardown detached it
+    /// or during the teardown: the kernel's reason and its last words. The teardown's
+    /// collections above are complete all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_exit: Option<String>,
 }
 
 /// One aspect of a guest reset: what the survey found before cleaning, and what a

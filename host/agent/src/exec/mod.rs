@@ -81,15 +81,24 @@ impl Executor {
                 .and_then(|()| self.apply(*owner, op))
                 .map(ResponseBody::Applied)
                 .map_err(|e| format!("{}: {e}", op.kind().wit_name())),
-            // A scheduler that died during the step fails it, after the teardown.
+            // A scheduler that died during the step, or during its teardown, fails it; the
+            // teardown's metrics come back all the same.
             RequestBody::EndStep => {
                 let died = self.scheduler_alive();
                 let step = self.step_metrics();
                 let mut report = self.teardown(false);
                 report.step = Some(step);
-                died.map(|()| ResponseBody::Teardown(report)).map_err(|e| format!("end-step: {e}"))
+                report.scheduler_exit = died.and_then(|()| self.scheduler_alive()).err();
+                Ok(ResponseBody::Teardown(report))
             }
-            RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
+            // The same up to the moment the scenario's end detaches it: the Backdrop's
+            // workers run until this teardown.
+            RequestBody::EndScenario => {
+                let died = self.scheduler_alive();
+                let mut report = self.teardown(true);
+                report.scheduler_exit = died.err().or(report.scheduler_exit.take());
+                Ok(ResponseBody::Teardown(report))
+            }
             RequestBody::Reset => Ok(ResponseBody::Reset(self.reset())),
             _ => return None,
         };
@@ -175,6 +184,10 @@ impl Executor {
             // A steered IRQ goes back to where it was: the next scenario starts as this one did.
             let restored = self.irqs.restore();
             report.leftovers.extend(restored.into_iter().filter(|l| l.starts_with("could not")));
+            // One that died while the scenario's workers were stopped.
+            if let Err(e) = self.scheduler_alive() {
+                report.scheduler_exit = Some(e);
+            }
             report.leftovers.extend(self.sched.end_scenario());
             let parent = Path::new(cgroupfs::PARENT);
             if parent.exists() {
