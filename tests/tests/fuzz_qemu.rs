@@ -1,8 +1,9 @@
 //! `schedbox fuzz` end to end on the qemu backend (or `SCHEDBOX_TEST_BACKEND`): against
 //! the built-in `fixture-error` scheduler, which the kernel ejects (`scx_bpf_error`) a
 //! second after it attaches, a fixed seed's first stream fails the `scheduler-exit`
-//! oracle with the kernel's reason, is minimised to a smaller valid stream, and that
-//! stream replayed with `schedbox run` fails the same way.
+//! oracle with the kernel's reason, is minimised to a smaller valid stream that fails in
+//! each of three re-runs (its holds lengthened when the cut left it at the edge of the
+//! second it needs), and that stream replayed with `schedbox run` fails the same way.
 //!
 //! And the planted bug: `fixture-planted` exits through `scx_bpf_error` only when a
 //! SCHED_EXT task's cpumask narrows while its cgroup is frozen. The fuzzer finds it from
@@ -24,7 +25,7 @@ fn fuzz_finds_minimises_and_the_minimal_stream_replays() {
     let backend = std::env::var("SCHEDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into());
     let run = Command::new(schedbox_bin())
         .args(["fuzz", "--scheduler", "fixture-error", "--seed", "1", "--runs", "1", "--minimise-runs", "12"])
-        .args(["--repro", "1", "--topology", "1n1l2c1t", "--memory", "512M", "--backend", &backend])
+        .args(["--repro", "3", "--topology", "1n1l2c1t", "--memory", "512M", "--backend", &backend])
         .arg("--out")
         .arg(out.path())
         .output()
@@ -51,6 +52,10 @@ fn fuzz_finds_minimises_and_the_minimal_stream_replays() {
     validate_stream(&minimal).expect("the minimal stream is valid");
     assert!(minimal.op_count() <= original.op_count(), "{report:#}");
     assert!(minimal.ops().any(|(_, _, op)| op.kind().wit_name() == "attach-scheduler"), "{minimal:#?}");
+    // The ejection needs a second under the scheduler: a minimal stream cut to the edge
+    // of that fails only sometimes, and gets longer holds until it fails every re-run.
+    assert_eq!(report["reproduced"]["runs"], 3, "{report:#}");
+    assert_eq!(report["reproduced"]["failed"], 3, "{report:#}");
 
     let replay = Command::new(schedbox_bin())
         .arg("run")

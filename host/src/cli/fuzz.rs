@@ -21,7 +21,7 @@ use clap::Args;
 use schedbox::executor::{execute_observed, GuestGrants, NoProgress, PayloadDefaults};
 use schedbox::fuzz::corpus::{write_atomic, Corpus};
 use schedbox::fuzz::generator::{generate, mutate, GenConfig};
-use schedbox::fuzz::minimise::{minimise, reproduction_rate, Budget, Runner};
+use schedbox::fuzz::minimise::{minimise, reproduction_rate, stabilise, Budget, Runner};
 use schedbox::fuzz::oracles::{features, judge, new_console_lines, Bounds, Finding, Observed};
 use schedbox::fuzz::plan::{parse_partition, parse_range, Slice};
 use schedbox::fuzz::Rng;
@@ -411,6 +411,9 @@ fn fuzz_loop(sh: &Shared<'_>, slice: Slice, job: u64, r: &mut GuestRunner) -> Re
     Ok(t)
 }
 
+/// At most this many doublings of a minimal stream's holds (64 times as long).
+const MAX_HOLD_DOUBLINGS: u32 = 6;
+
 /// Tries per minimisation candidate after the failing stream failed again `hit` times
 /// in `ran` re-runs: `tries` for a failure that reproduced every time (or was not re-run),
 /// `ran` (at least `tries`) for a flaky one, `None` (not minimised) for one that never
@@ -459,7 +462,26 @@ fn report_finding(
         let m = minimise(stream, &first.signature, r, &budget);
         (m.stream, m.runs, m.elapsed.as_millis() as u64, m.exhausted)
     };
-    let (hit, ran) = reproduction_rate(&minimal, &first.signature, r, a.repro);
+    // A minimal stream that fails only sometimes, from a failure that failed every time,
+    // gets longer holds until it fails every time again (a failure that needs time).
+    let (minimal, hit, ran, doublings) = if flaky_original || minimal == *stream {
+        let (hit, ran) = reproduction_rate(&minimal, &first.signature, r, a.repro);
+        (minimal, hit, ran, 0)
+    } else {
+        let st = stabilise(&minimal, &first.signature, r, a.repro, MAX_HOLD_DOUBLINGS);
+        if st.doublings > 0 {
+            eprintln!(
+                "{tag}  the minimal stream failed only sometimes: holds doubled {} times, it failed in {}/{} re-runs ({} runs)",
+                st.doublings, st.hit, st.ran, st.runs
+            );
+        } else if st.hit < st.ran {
+            eprintln!(
+                "{tag}  the minimal stream failed in {}/{} re-runs and longer holds did not make it fail every time",
+                st.hit, st.ran
+            );
+        }
+        (st.stream, st.hit, st.ran, st.doublings)
+    };
     let rate = |hit: u32, ran: u32| if ran == 0 { 0.0 } else { f64::from(hit) / f64::from(ran) };
     write_atomic(&dir.join("minimal.json"), &serde_json::to_vec_pretty(&minimal)?)?;
     let report = json!({
@@ -475,7 +497,7 @@ fn report_finding(
         "minimal_steps": minimal.steps.len(),
         "minimise": { "runs": runs, "ms": ms, "budget_exhausted": exhausted, "tries": tries.unwrap_or(0) },
         "original_reproduced": { "failed": ohit, "runs": oran, "rate": rate(ohit, oran) },
-        "reproduced": { "failed": hit, "runs": ran, "rate": rate(hit, ran) },
+        "reproduced": { "failed": hit, "runs": ran, "rate": rate(hit, ran), "hold_doublings": doublings },
         "flaky": flaky_original || hit < ran,
         "original": stream,
         "minimal": minimal,

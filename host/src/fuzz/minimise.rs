@@ -310,6 +310,72 @@ fn apply_edit(s: &OpStream, e: &Edit) -> OpStream {
     c
 }
 
+/// What [`stabilise`] settled on.
+#[derive(Clone, Debug)]
+pub struct Stabilised {
+    pub stream: OpStream,
+    /// Its reproduction rate: failed the same way in `hit` of `ran` re-runs.
+    pub hit: u32,
+    pub ran: u32,
+    /// How many times every fixed hold was doubled (0: the stream as given).
+    pub doublings: u32,
+    /// Re-runs spent, the first `n` included.
+    pub runs: u64,
+}
+
+/// Makes a minimal stream reproduce every time when the failure it came from did. A
+/// failure that needs time (a watchdog, a scheduler that errors after a while, a stall
+/// that builds up) minimises to the edge of that time: the last shrink that still failed
+/// once, which fails only sometimes. `minimal` is re-run `n` times; when some re-run
+/// passed, every fixed hold is doubled (at most `max_doublings` times) until a candidate
+/// fails in all `n` re-runs, and then once more, for a margin against a slower or busier
+/// host, when that one fails in all `n` too. When no doubling fails every time, the
+/// stream as given is kept with its own rate.
+pub fn stabilise<R: Runner>(
+    minimal: &OpStream,
+    signature: &str,
+    runner: &mut R,
+    n: u32,
+    max_doublings: u32,
+) -> Stabilised {
+    let (hit, ran) = reproduction_rate(minimal, signature, runner, n);
+    let mut runs = u64::from(ran);
+    let given = Stabilised { stream: minimal.clone(), hit, ran, doublings: 0, runs };
+    if ran == 0 || hit == ran || !minimal.steps.iter().any(|s| matches!(s.hold, HoldSpec::FixedMs(_))) {
+        return given;
+    }
+    let mut found: Option<Stabilised> = None;
+    for k in 1..=max_doublings {
+        let cand = scale_holds(minimal, 1 << k);
+        let (h, r) = reproduction_rate(&cand, signature, runner, n);
+        runs += u64::from(r);
+        let every = r == n && h == r;
+        match &found {
+            None if every => found = Some(Stabilised { stream: cand, hit: h, ran: r, doublings: k, runs }),
+            None => {}
+            // The margin.
+            Some(_) if every => return Stabilised { stream: cand, hit: h, ran: r, doublings: k, runs },
+            Some(f) => return Stabilised { runs, ..f.clone() },
+        }
+        if r < n {
+            // The guest could not run it: keep what is known.
+            break;
+        }
+    }
+    found.map(|f| Stabilised { runs, ..f }).unwrap_or(Stabilised { runs, ..given })
+}
+
+/// `s` with every fixed hold `factor` times as long.
+fn scale_holds(s: &OpStream, factor: u64) -> OpStream {
+    let mut c = s.clone();
+    for step in &mut c.steps {
+        if let HoldSpec::FixedMs(ms) = step.hold {
+            step.hold = HoldSpec::fixed_ms(ms.max(1).saturating_mul(factor));
+        }
+    }
+    c
+}
+
 /// Runs `stream` `n` times; how many failed with `signature`.
 pub fn reproduction_rate<R: Runner>(stream: &OpStream, signature: &str, runner: &mut R, n: u32) -> (u32, u32) {
     let mut hit = 0;
@@ -336,7 +402,7 @@ mod tests {
     use super::*;
     use crate::fuzz::generator::{generate, GenConfig};
     use crate::fuzz::oracles::Oracle;
-    use crate::op_model::Topology;
+    use crate::op_model::{Step, Topology};
 
     /// A planted bug in a fake guest: fails when a freeze is followed, anywhere later,
     /// by a single-CPU cpuset of another cgroup.
@@ -363,6 +429,58 @@ mod tests {
                 Vec::new()
             })
         }
+    }
+
+    /// A failure that needs time: it fails when the holds add up to 400 ms or more, and
+    /// every other run from 200 ms (the edge a minimiser leaves it at).
+    struct Timed {
+        runs: u64,
+    }
+
+    impl Runner for Timed {
+        fn run(&mut self, s: &OpStream) -> Result<Vec<Finding>, String> {
+            self.runs += 1;
+            let total: u64 = s.steps.iter().map(|st| if let HoldSpec::FixedMs(ms) = st.hold { ms } else { 0 }).sum();
+            let fails = total >= 400 || (total >= 200 && self.runs.is_multiple_of(2));
+            Ok(if fails {
+                vec![Finding { oracle: Oracle::SchedulerExit, detail: "timed".into(), signature: "t".into() }]
+            } else {
+                Vec::new()
+            })
+        }
+    }
+
+    fn held(ms: &[u64]) -> OpStream {
+        let t = Topology { numa_nodes: 1, llcs_per_node: 1, cores_per_llc: 2, threads_per_core: 1 };
+        let mut s = generate(&GenConfig::new(t, Some("fixture".into())), 1, 0).stream;
+        s.backdrop = Default::default();
+        s.steps =
+            ms.iter().map(|ms| Step::new(vec![Op::attach_scheduler("fixture")], HoldSpec::fixed_ms(*ms))).collect();
+        s
+    }
+
+    #[test]
+    fn a_failure_at_the_edge_of_its_time_gets_longer_holds_and_a_margin() {
+        let mut r = Timed { runs: 0 };
+        // 100 ms: never; 200: every other run; 400: every run; 800: the margin.
+        let st = stabilise(&held(&[60, 40]), "t", &mut r, 3, 6);
+        assert_eq!(st.doublings, 3, "{st:?}");
+        assert_eq!((st.hit, st.ran), (3, 3));
+        let holds: Vec<_> = st.stream.steps.iter().map(|s| s.hold.clone()).collect();
+        assert_eq!(holds, [HoldSpec::fixed_ms(480), HoldSpec::fixed_ms(320)]);
+        assert_eq!(st.runs, 12, "the given stream, then three doublings, three runs each");
+        assert_eq!(st.runs, r.runs);
+
+        // One that already fails every time is left alone.
+        let st = stabilise(&held(&[500]), "t", &mut r, 3, 6);
+        assert_eq!((st.doublings, st.hit, st.ran, st.runs), (0, 3, 3, 3));
+        assert_eq!(st.stream, held(&[500]));
+
+        // One that no doubling fixes keeps its own rate.
+        let mut never = Planted { runs: 0 };
+        let st = stabilise(&held(&[10]), "x", &mut never, 3, 2);
+        assert_eq!((st.doublings, st.hit, st.ran, st.runs), (0, 0, 3, 9));
+        assert_eq!(st.stream, held(&[10]));
     }
 
     #[test]
