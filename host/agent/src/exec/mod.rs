@@ -188,7 +188,9 @@ impl Executor {
             if let Err(e) = self.scheduler_alive() {
                 report.scheduler_exit = Some(e);
             }
-            report.leftovers.extend(self.sched.end_scenario());
+            let (left, ejected) = self.sched.end_scenario();
+            report.leftovers.extend(left);
+            report.scheduler_exit = report.scheduler_exit.take().or(ejected);
             let parent = Path::new(cgroupfs::PARENT);
             if parent.exists() {
                 let mut reap = || self.reap();

@@ -166,7 +166,7 @@ impl Executor {
         actions.extend(self.irqs.restore());
         if boot {
             // Its loader is kept by the kill above; this restores it if it is not attached.
-            actions.extend(self.sched.end_scenario().into_iter().map(|l| format!("boot scheduler: {l}")));
+            actions.extend(self.sched.end_scenario().0.into_iter().map(|l| format!("boot scheduler: {l}")));
         } else {
             disable_sched_ext(&mut actions);
         }

@@ -324,8 +324,10 @@ impl Running {
         Some(why)
     }
 
-    /// SIGTERMs it and waits for the process to exit and the state to read `disabled`.
-    fn stop(mut self) -> Result<(String, Duration), String> {
+    /// SIGTERMs it and waits for the process to exit and the state to read `disabled`;
+    /// the note, how long it took, and the kernel's line when the kernel had disabled it
+    /// for a reason of its own (not the unregistration the SIGTERM causes).
+    fn stop(mut self) -> Result<(String, Duration, Option<String>), String> {
         let t0 = Instant::now();
         let name = self.launch.name.clone();
         if self.status.is_none() {
@@ -385,6 +387,8 @@ impl Running {
         if !kernel.is_empty() {
             summary += &format!(" | kernel: {}", kernel.join(" / "));
         }
+        let ejected = disabled_by_kernel(&kernel)
+            .then(|| format!("its detach found the kernel had disabled it already; kernel: {}", kernel.join(" | ")));
         let err = tail_text(&self.stderr, deadline);
         for (what, text) in [("stdout", &out), ("stderr", &err)] {
             let last = last_lines(text, TAIL_LINES);
@@ -392,7 +396,7 @@ impl Running {
                 summary += &format!(" | {what}: {}", last.join(" / "));
             }
         }
-        Ok((summary, took))
+        Ok((summary, took, ejected))
     }
 }
 
@@ -517,10 +521,17 @@ impl Sched {
     }
 
     fn stop(&mut self) -> Result<String, String> {
+        self.stop_noting().map(|(note, _)| note)
+    }
+
+    /// [`Sched::stop`], and why it was no longer attached when the kernel had disabled it
+    /// by itself just before the SIGTERM (between the last check and the stop).
+    fn stop_noting(&mut self) -> Result<(String, Option<String>), String> {
         let r = self.running.take().ok_or("no scheduler is attached (attach-scheduler first)")?;
         let name = r.launch.name.clone();
-        let (summary, took) = r.stop()?;
-        Ok(format!("detached {name} in {} ms ({summary})", ms(took)))
+        let (summary, took, ejected) = r.stop()?;
+        let ejected = ejected.map(|e| format!("scheduler {name:?} is no longer attached: {e}"));
+        Ok((format!("detached {name} in {} ms ({summary})", ms(took)), ejected))
     }
 
     pub fn detach(&mut self) -> Result<Vec<String>, String> {
@@ -584,9 +595,11 @@ impl Sched {
     }
 
     /// The scenario ends: closes the pinned maps, and restores the boot scheduler or,
-    /// without one, detaches a scheduler still attached; what could not be cleaned up.
-    pub fn end_scenario(&mut self) -> Vec<String> {
+    /// without one, detaches a scheduler still attached; what could not be cleaned up, and
+    /// the kernel's reason when the detach found the kernel had disabled it already.
+    pub fn end_scenario(&mut self) -> (Vec<String>, Option<String>) {
         let mut left = Vec::new();
+        let mut ejected = None;
         self.pinned.clear();
         if self.boot.is_some() {
             if let Err(e) = self.restore_boot() {
@@ -597,12 +610,13 @@ impl Sched {
             // One that died on its own needs no stop (check reaps it; its death was reported
             // to the request that noticed it, or is moot now).
             if self.check().is_ok() {
-                if let Err(e) = self.stop() {
-                    left.push(e);
+                match self.stop_noting() {
+                    Ok((_, e)) => ejected = e,
+                    Err(e) => left.push(e),
                 }
             }
         }
-        left
+        (left, ejected)
     }
 
     /// Whether the run has a boot scheduler (a clean guest keeps it attached).
@@ -615,6 +629,17 @@ impl Sched {
         let r = self.running.as_ref()?;
         self.boot.as_ref().filter(|b| b.name == r.launch.name).map(|_| r.pid)
     }
+}
+
+/// Whether the kernel's `sched_ext` lines say it disabled the scheduler for a reason of
+/// its own (`disabled (runtime error)`, `(scx_bpf_error)`, `(runnable task stall)`), not the
+/// unregistration a SIGTERM'd loader does or the sysrq-S a stop sends to one that hangs.
+fn disabled_by_kernel(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        l.contains(" disabled (")
+            && !l.contains("disabled (unregistered from user space)")
+            && !l.contains("disabled (disabled by sysrq-S)")
+    })
 }
 
 /// The bpf(2) commands pin-bpf-map needs, as raw syscalls.
@@ -711,12 +736,26 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_disable_is_told_from_our_unregistration() {
+        let l = |s: &str| vec![s.to_owned()];
+        assert!(!disabled_by_kernel(&l(
+            "sched_ext: BPF scheduler \"fixture\" disabled (unregistered from user space)"
+        )));
+        assert!(disabled_by_kernel(&l("sched_ext: BPF scheduler \"fixture_error\" disabled (scx_bpf_error)")));
+        assert!(disabled_by_kernel(&l("sched_ext: BPF scheduler \"fixture_stall\" disabled (runnable task stall)")));
+        assert!(!disabled_by_kernel(&l("sched_ext: BPF scheduler \"fixture\" enabled")));
+        assert!(!disabled_by_kernel(&l("sched_ext: BPF scheduler \"x\" disabled (disabled by sysrq-S)")));
+        assert!(disabled_by_kernel(&l("sched_ext: BPF scheduler \"x\" disabled (unregistered from BPF)")));
+        assert!(!disabled_by_kernel(&[]));
+    }
+
+    #[test]
     fn no_scheduler_no_detach() {
         let mut s = Sched::default();
         assert!(s.detach().unwrap_err().contains("no scheduler is attached"));
         assert!(s.replace(Some("fixture")).unwrap_err().contains("nothing to replace"));
         assert!(s.replace(None).unwrap_err().contains("nothing to restart"));
         assert!(s.check().is_ok());
-        assert!(s.end_scenario().is_empty());
+        assert_eq!(s.end_scenario(), (vec![], None));
     }
 }
