@@ -1,6 +1,7 @@
 //! A booted guest for the VM tests that talk to the agent directly: boot, ask, read.
 
 use schedbox::machine::{self, parse_topology, BootRequest, Machine};
+use schedbox::results::StepMetrics;
 use schedbox_wire::{RequestBody, ResponseBody};
 
 /// Boots `topology` (512 MiB) on the test backend with `cmdline` appended to the
@@ -32,5 +33,17 @@ pub fn read(m: &mut dyn Machine, path: &str) -> String {
     match m.request(RequestBody::ReadFile { path: path.into() }) {
         Ok(ResponseBody::File(s)) => s,
         other => panic!("{path}: {other:?}"),
+    }
+}
+
+/// Ends the step: its metrics, read before the teardown; panics when the teardown left
+/// anything behind.
+pub fn end_step(m: &mut dyn Machine) -> StepMetrics {
+    match ask(m, RequestBody::EndStep) {
+        ResponseBody::Teardown(t) => {
+            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
+            t.step.expect("EndStep reports the step metrics")
+        }
+        other => panic!("{other:?}"),
     }
 }

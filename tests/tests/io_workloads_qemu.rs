@@ -11,7 +11,7 @@ use std::time::Duration;
 use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::{StepMetrics, WorkerStat};
-use schedbox_tests::guest::{ask, boot, read};
+use schedbox_tests::guest::{ask, boot, end_step, read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 /// The floor of the latency bucket that holds 50 µs: quarter-octave buckets, so every
@@ -72,13 +72,7 @@ fn block_io_work_types_reach_the_guest_block_device() {
     let cv_readers = cv_io.values().filter(|&&(r, _)| r > 0).count();
     assert_eq!(cv_readers, 3, "three convoy readers read from the device: {cv_io:?}");
 
-    let sm: StepMetrics = match ask(m, RequestBody::EndStep) {
-        ResponseBody::Teardown(t) => {
-            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
-            t.step.expect("EndStep reports the step metrics")
-        }
-        other => panic!("{other:?}"),
-    };
+    let sm: StepMetrics = end_step(m);
     // After the teardown the device has completed at least every request a worker counted.
     let (read_sectors, written_sectors) = device_sectors(m);
     let of = |cg: &str| -> Vec<WorkerStat> { sm.workers.iter().filter(|w| w.cgroup == cg).cloned().collect() };

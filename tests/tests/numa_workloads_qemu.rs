@@ -10,7 +10,7 @@ use std::time::Duration;
 use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::StepMetrics;
-use schedbox_tests::guest::{ask, boot, read};
+use schedbox_tests::guest::{ask, boot, end_step, read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 fn vmstat(m: &mut dyn Machine, key: &str) -> u64 {
@@ -103,13 +103,7 @@ fn numa_work_types_move_workers_and_pages_between_the_guest_nodes() {
     let sweep_status = read(m, &format!("/proc/{sweep_pid}/status"));
     assert!(sweep_status.contains("Cpus_allowed_list:\t0\n"), "the sweep runs from node 0: {sweep_status}");
 
-    let sm: StepMetrics = match ask(m, RequestBody::EndStep) {
-        ResponseBody::Teardown(t) => {
-            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
-            t.step.expect("EndStep reports the step metrics")
-        }
-        other => panic!("{other:?}"),
-    };
+    let sm: StepMetrics = end_step(m);
     let migrated = vmstat(m, "pgmigrate_success") - migrated_before;
     let w = |cg: &str| sm.workers.iter().find(|w| w.cgroup == cg).unwrap_or_else(|| panic!("{cg}: {sm:?}")).clone();
     let (mig_w, sweep_w) = (w("mig"), w("sweep"));

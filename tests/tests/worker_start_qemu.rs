@@ -10,7 +10,7 @@ use std::time::Duration;
 use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::StepMetrics;
-use schedbox_tests::guest::{ask, boot, try_read};
+use schedbox_tests::guest::{ask, boot, end_step, try_read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 /// The `comm` of every user-space process in the guest's root cgroup, where the agent
@@ -50,13 +50,7 @@ fn start_workers(cmdline: &str) -> (Vec<String>, Vec<String>, StepMetrics) {
         .collect();
     let comms = root_comms(m);
     std::thread::sleep(Duration::from_millis(500));
-    let sm = match ask(m, RequestBody::EndStep) {
-        ResponseBody::Teardown(t) => {
-            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
-            t.step.expect("EndStep reports the step metrics")
-        }
-        other => panic!("{other:?}"),
-    };
+    let sm = end_step(m);
     ask(m, RequestBody::EndScenario);
     vm.power_off().unwrap();
     (argv0, comms, sm)
@@ -118,13 +112,7 @@ fn thread_workers_are_the_threads_of_one_process_per_spawn() {
     assert_eq!(counts, [2, 3, 4], "threads per process");
     assert_eq!(threads.len(), 9, "nine worker threads in the cgroup: {threads:?}");
     std::thread::sleep(Duration::from_millis(700));
-    let sm = match ask(m, RequestBody::EndStep) {
-        ResponseBody::Teardown(t) => {
-            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
-            t.step.expect("EndStep reports the step metrics")
-        }
-        other => panic!("{other:?}"),
-    };
+    let sm = end_step(m);
     let mut tids: Vec<u32> = sm.workers.iter().map(|w| w.tid).collect();
     tids.sort_unstable();
     assert_eq!(tids, threads, "each worker's tid is one of the cgroup's threads");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use schedbox::machine::Machine;
 use schedbox::op_model::*;
 use schedbox::results::{StepMetrics, WorkerStat};
-use schedbox_tests::guest::{ask, read};
+use schedbox_tests::guest::{ask, end_step, read};
 use schedbox_wire::{Owner, RequestBody, ResponseBody};
 
 fn pids(m: &mut dyn Machine, cgroup: &str) -> Vec<u32> {
@@ -85,16 +85,6 @@ fn setup(m: &mut dyn Machine, cgroups: &[(&str, Option<CpusetSpec>, WorkSpec)]) 
             ResponseBody::Applied(_) => {}
             other => panic!("spawning {spec:?} in {name}: {other:?}"),
         }
-    }
-}
-
-fn end_step(m: &mut dyn Machine) -> StepMetrics {
-    match ask(m, RequestBody::EndStep) {
-        ResponseBody::Teardown(t) => {
-            assert!(t.leftovers.is_empty(), "{:?}", t.leftovers);
-            t.step.expect("EndStep reports the step metrics")
-        }
-        other => panic!("{other:?}"),
     }
 }
 
