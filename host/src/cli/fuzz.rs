@@ -464,24 +464,20 @@ fn report_finding(
     };
     // A minimal stream that fails only sometimes, from a failure that failed every time,
     // gets longer holds until it fails every time again (a failure that needs time).
-    let (minimal, hit, ran, doublings) = if flaky_original || minimal == *stream {
-        let (hit, ran) = reproduction_rate(&minimal, &first.signature, r, a.repro);
-        (minimal, hit, ran, 0)
-    } else {
-        let st = stabilise(&minimal, &first.signature, r, a.repro, MAX_HOLD_DOUBLINGS);
-        if st.doublings > 0 {
-            eprintln!(
-                "{tag}  the minimal stream failed only sometimes: holds doubled {} times, it failed in {}/{} re-runs ({} runs)",
-                st.doublings, st.hit, st.ran, st.runs
-            );
-        } else if st.hit < st.ran {
-            eprintln!(
-                "{tag}  the minimal stream failed in {}/{} re-runs and longer holds did not make it fail every time",
-                st.hit, st.ran
-            );
-        }
-        (st.stream, st.hit, st.ran, st.doublings)
-    };
+    let most = if flaky_original || minimal == *stream { 0 } else { MAX_HOLD_DOUBLINGS };
+    let st = stabilise(&minimal, &first.signature, r, a.repro, most);
+    if st.doublings > 0 {
+        eprintln!(
+            "{tag}  the minimal stream failed only sometimes: holds doubled {} times, it failed in {}/{} re-runs ({} runs)",
+            st.doublings, st.hit, st.ran, st.runs
+        );
+    } else if most > 0 && st.hit < st.ran {
+        eprintln!(
+            "{tag}  the minimal stream failed in {}/{} re-runs and longer holds did not make it fail every time",
+            st.hit, st.ran
+        );
+    }
+    let (minimal, hit, ran, doublings) = (st.stream, st.hit, st.ran, st.doublings);
     let rate = |hit: u32, ran: u32| if ran == 0 { 0.0 } else { f64::from(hit) / f64::from(ran) };
     write_atomic(&dir.join("minimal.json"), &serde_json::to_vec_pretty(&minimal)?)?;
     let report = json!({

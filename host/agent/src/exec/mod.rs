@@ -84,21 +84,15 @@ impl Executor {
             // A scheduler that died during the step, or during its teardown, fails it; the
             // teardown's metrics come back all the same.
             RequestBody::EndStep => {
-                let died = self.scheduler_alive();
                 let step = self.step_metrics();
                 let mut report = self.teardown(false);
                 report.step = Some(step);
-                report.scheduler_exit = died.and_then(|()| self.scheduler_alive()).err();
+                report.scheduler_exit = self.scheduler_alive().err();
                 Ok(ResponseBody::Teardown(report))
             }
-            // The same up to the moment the scenario's end detaches it: the Backdrop's
-            // workers run until this teardown.
-            RequestBody::EndScenario => {
-                let died = self.scheduler_alive();
-                let mut report = self.teardown(true);
-                report.scheduler_exit = died.err().or(report.scheduler_exit.take());
-                Ok(ResponseBody::Teardown(report))
-            }
+            // The same up to the moment the scenario's end detaches it (the Backdrop's
+            // workers run until this teardown): `end_scenario` reports it.
+            RequestBody::EndScenario => Ok(ResponseBody::Teardown(self.teardown(true))),
             RequestBody::Reset => Ok(ResponseBody::Reset(self.reset())),
             _ => return None,
         };
@@ -184,13 +178,9 @@ impl Executor {
             // A steered IRQ goes back to where it was: the next scenario starts as this one did.
             let restored = self.irqs.restore();
             report.leftovers.extend(restored.into_iter().filter(|l| l.starts_with("could not")));
-            // One that died while the scenario's workers were stopped.
-            if let Err(e) = self.scheduler_alive() {
-                report.scheduler_exit = Some(e);
-            }
-            let (left, ejected) = self.sched.end_scenario();
+            let (left, exit) = self.sched.end_scenario();
             report.leftovers.extend(left);
-            report.scheduler_exit = report.scheduler_exit.take().or(ejected);
+            report.scheduler_exit = exit;
             let parent = Path::new(cgroupfs::PARENT);
             if parent.exists() {
                 let mut reap = || self.reap();

@@ -596,27 +596,25 @@ impl Sched {
 
     /// The scenario ends: closes the pinned maps, and restores the boot scheduler or,
     /// without one, detaches a scheduler still attached; what could not be cleaned up, and
-    /// the kernel's reason when the detach found the kernel had disabled it already.
+    /// why the scheduler was no longer attached when it had died on its own since the last
+    /// check (or just before the detach).
     pub fn end_scenario(&mut self) -> (Vec<String>, Option<String>) {
         let mut left = Vec::new();
-        let mut ejected = None;
         self.pinned.clear();
+        // A dead one is forgotten here: it needs no stop, and a boot scheduler restarts.
+        let mut exit = self.check().err();
         if self.boot.is_some() {
             if let Err(e) = self.restore_boot() {
                 self.boot_error = Some(e.clone());
                 left.push(e);
             }
         } else if self.running.is_some() {
-            // One that died on its own needs no stop (check reaps it; its death was reported
-            // to the request that noticed it, or is moot now).
-            if self.check().is_ok() {
-                match self.stop_noting() {
-                    Ok((_, e)) => ejected = e,
-                    Err(e) => left.push(e),
-                }
+            match self.stop_noting() {
+                Ok((_, ejected)) => exit = ejected,
+                Err(e) => left.push(e),
             }
         }
-        (left, ejected)
+        (left, exit)
     }
 
     /// Whether the run has a boot scheduler (a clean guest keeps it attached).
